@@ -1,0 +1,1 @@
+"""Retrieval audits against a golden set (issue 4)."""

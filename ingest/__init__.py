@@ -1,0 +1,1 @@
+"""Ingest: files -> documents -> chunks -> vectors -> Qdrant, idempotently."""

@@ -1,0 +1,160 @@
+"""The `rag` command. Library errors become one clear message and a non-zero exit here, nowhere else."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rag.config import Settings
+from rag.errors import RagError
+
+app = typer.Typer(help="A RAG service that can tell you why it answered wrong.", no_args_is_help=True)
+err = Console(stderr=True)
+out = Console()
+
+EXIT_FILES_FAILED = 1
+EXIT_ERROR = 2
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except RagError as exc:
+        err.print(f"[bold red]error[/] ({exc.code}): {exc}")
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def _settings(collection: Optional[str]) -> Settings:
+    settings = Settings()
+    return settings.model_copy(update={"collection": collection}) if collection else settings
+
+
+@app.command()
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Files and folders to ingest."),
+    collection: Optional[str] = typer.Option(None, "--collection", "-c", help="Target collection."),
+    sync: bool = typer.Option(False, "--sync", help="Also delete documents whose files under PATHS are gone."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Parse, chunk, embed and upsert documents. Unchanged documents cost nothing; failed files are listed."""
+    from ingest.pipeline import Ingestor
+    from rag.embedding import get_embedder
+    from rag.store import open_store
+
+    settings = _settings(collection)
+    with _errors():
+        store = open_store(settings)
+        with store:
+            embedder = get_embedder(settings)
+            with _progress(enabled=not as_json) as tick:
+                report = Ingestor(settings, store, embedder).run(paths, settings.collection, sync=sync, progress=tick)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        _print_report(report)
+    if report.failed:
+        raise typer.Exit(EXIT_FILES_FAILED)
+
+
+@contextmanager
+def _progress(enabled: bool):
+    if not enabled:
+        yield None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=True) as bar:
+        files = bar.add_task("files", total=None)
+        docs = bar.add_task("documents", total=None)
+        chunks = bar.add_task("chunks embedded", total=None)
+        tasks = {"files": files, "documents": docs, "chunks": chunks}
+
+        def tick(what: str, n: int) -> None:
+            if what == "files_total":
+                bar.update(files, total=n)
+            else:
+                bar.advance(tasks[what], n)
+
+        yield tick
+
+
+def _print_report(report) -> None:
+    s = report.to_dict()["summary"]
+    out.print(
+        f"[bold]{report.collection}[/]: {s['seen']} files seen, {s['added']} added, {s['updated']} updated, "
+        f"{s['unchanged']} unchanged, {s['skipped']} skipped, {s['failed']} failed"
+    )
+    out.print(
+        f"documents: {report.documents_added} added, {report.documents_updated} updated, "
+        f"{report.documents_unchanged} unchanged, {report.documents_deleted} deleted; "
+        f"chunks: {report.chunks_embedded} embedded, {report.chunks_deleted} deleted; "
+        f"{report.points} points in the collection; {report.seconds:.1f} s"
+    )
+    for f in report.files:
+        if f.status in ("failed", "skipped"):
+            colour = "red" if f.status == "failed" else "yellow"
+            out.print(f"  [{colour}]{f.status}[/] {f.path}: {f.reason}")
+
+
+@app.command()
+def delete(
+    doc_ids: list[str] = typer.Argument(..., help="Document ids to delete."),
+    collection: Optional[str] = typer.Option(None, "--collection", "-c"),
+) -> None:
+    """Delete documents (all their chunks) by document id."""
+    from rag.store import open_store
+
+    settings = _settings(collection)
+    with _errors(), open_store(settings) as store:
+        if store.get_spec(settings.collection) is None:
+            from rag.errors import CollectionNotFoundError
+
+            raise CollectionNotFoundError(f"no collection named {settings.collection!r}")
+        before = store.count(settings.collection)
+        store.delete_where(settings.collection, {"doc_id": doc_ids})
+        store.flush()
+        gone = before - store.count(settings.collection)
+    out.print(f"deleted {gone} chunks of {len(doc_ids)} document id(s) from {settings.collection}")
+
+
+@app.command()
+def collections() -> None:
+    """List collections with their point counts and the settings they were built with."""
+    from rag.store import open_store
+
+    settings = Settings()
+    with _errors(), open_store(settings) as store:
+        table = Table("collection", "points", "embedding", "chunker", "bm25")
+        for name in store.list_collections():
+            spec = store.get_spec(name)
+            table.add_row(
+                name,
+                str(store.count(name)),
+                f"{spec.embedding['model']} ({spec.dense_dim}d)",
+                f"{spec.chunker['max_tokens']}/{spec.chunker['overlap_tokens']} tokens",
+                f"k={spec.sparse['k']} b={spec.sparse['b']} avg_len={spec.sparse['avg_len']}",
+            )
+    out.print(table)
+
+
+@app.command()
+def optimize(collection: Optional[str] = typer.Option(None, "--collection", "-c")) -> None:
+    """Build indexes and merge segments (slow on big collections; run it between ingests, not under load)."""
+    from rag.store import open_store
+
+    settings = _settings(collection)
+    with _errors(), open_store(settings) as store:
+        store.optimize(settings.collection)
+    out.print(f"optimized {settings.collection}")
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

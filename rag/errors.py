@@ -1,0 +1,47 @@
+"""The error family. Each error has a stable `code` and a message meant for people.
+
+The API maps these to HTTP statuses in one place, the CLI to exit messages in another.
+"""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base class: `str(error)` is displayed to the user as it is."""
+
+    code = "internal_error"
+    http_status = 500
+
+
+class ConfigError(RagError):
+    code = "config_error"
+    http_status = 500
+
+
+class StoreLockedError(RagError):
+    code = "store_locked"
+    http_status = 503
+
+
+class CollectionNotFoundError(RagError):
+    code = "collection_not_found"
+    http_status = 404
+
+
+class CollectionMismatchError(RagError):
+    """The collection was built with other model, chunker or BM25 settings than the ones asked for."""
+
+    code = "collection_mismatch"
+    http_status = 409
+
+
+class StoreError(RagError):
+    code = "store_error"
+    http_status = 502
+
+
+class ParseError(RagError):
+    """One file could not be turned into documents. The job goes on with the other files."""
+
+    code = "parse_error"
+    http_status = 422

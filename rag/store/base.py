@@ -1,0 +1,178 @@
+"""The store interface: one collection schema, two backends (Qdrant Edge in-process, a Qdrant server).
+
+Schema of every collection:
+- named dense vector `dense` (cosine) and named sparse vector `bm25` with Qdrant's IDF modifier;
+- payload: doc_id, chunk_id, source, title, text, start, end, position, n_chunks, heading_path,
+  doc_type, content_hash, metadata, and page where the format has pages;
+- keyword payload indexes on the fields filters use (INDEXED_FIELDS);
+- collection metadata recording what built it (embedding model and dimension, chunker, BM25 settings).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+from rag.errors import CollectionMismatchError
+from rag.sparse import SparseVec
+
+DENSE = "dense"
+SPARSE = "bm25"
+INDEXED_FIELDS = ("doc_id", "source", "doc_type")
+SCHEMA_VERSION = 1
+
+Fusion = Literal["rrf", "dbsf"]
+# A filter is {payload field: value or list of accepted values}; all fields must match.
+Filters = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What a collection is built with. Ingesting with anything else is refused."""
+
+    dense_dim: int
+    embedding: dict
+    chunker: dict
+    sparse: dict
+
+    def to_metadata(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "dense_dim": self.dense_dim,
+            "embedding": self.embedding,
+            "chunker": self.chunker,
+            "sparse": self.sparse,
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: dict) -> "CollectionSpec":
+        return cls(meta["dense_dim"], meta["embedding"], meta["chunker"], meta["sparse"])
+
+    def differences(self, other: "CollectionSpec") -> list[str]:
+        """Human-readable list of settings that differ between two specs (empty when compatible)."""
+        mine, theirs = self.to_metadata(), other.to_metadata()
+        out = []
+        for section in ("embedding", "chunker", "sparse"):
+            for key in sorted(set(mine[section]) | set(theirs[section])):
+                a, b = mine[section].get(key), theirs[section].get(key)
+                if a != b:
+                    out.append(f"{section}.{key}: collection has {a!r}, settings give {b!r}")
+        if mine["dense_dim"] != theirs["dense_dim"]:
+            out.append(f"dense_dim: collection has {mine['dense_dim']}, settings give {theirs['dense_dim']}")
+        return out
+
+
+@dataclass
+class PointData:
+    id: str
+    dense: Sequence[float]
+    sparse: SparseVec
+    payload: dict
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict = field(default_factory=dict)
+
+
+class Store(abc.ABC):
+    """A set of named collections. Implementations must give the same results for the same calls."""
+
+    backend: str
+
+    # -- collections ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def list_collections(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def get_spec(self, name: str) -> CollectionSpec | None:
+        """The spec recorded with the collection, or None if there is no such collection."""
+
+    @abc.abstractmethod
+    def _create(self, name: str, spec: CollectionSpec) -> None: ...
+
+    @abc.abstractmethod
+    def drop_collection(self, name: str) -> None: ...
+
+    def ensure_collection(self, name: str, spec: CollectionSpec) -> bool:
+        """Create the collection if missing; return True when created.
+
+        Raises CollectionMismatchError when it exists with other settings: vectors from two models (or
+        chunkers) must never be mixed silently in one collection.
+        """
+        existing = self.get_spec(name)
+        if existing is None:
+            self._create(name, spec)
+            return True
+        diffs = existing.differences(spec)
+        if diffs:
+            raise CollectionMismatchError(
+                f"collection {name!r} was built with other settings; ingest into a new collection or "
+                f"re-create this one. Differences: " + "; ".join(diffs)
+            )
+        return False
+
+    # -- points --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def upsert(self, name: str, points: Sequence[PointData]) -> None: ...
+
+    @abc.abstractmethod
+    def delete_points(self, name: str, ids: Sequence[str]) -> None: ...
+
+    @abc.abstractmethod
+    def delete_where(self, name: str, filters: Filters) -> None: ...
+
+    @abc.abstractmethod
+    def count(self, name: str, filters: Filters | None = None) -> int: ...
+
+    @abc.abstractmethod
+    def scroll(self, name: str, fields: Sequence[str], filters: Filters | None = None) -> list[Hit]:
+        """Every matching point with the given payload fields (score 0), in id order."""
+
+    @abc.abstractmethod
+    def query(
+        self,
+        name: str,
+        *,
+        dense: Sequence[float] | None = None,
+        sparse: SparseVec | None = None,
+        fusion: Fusion = "rrf",
+        rrf_k: int = 60,
+        weights: Sequence[float] | None = None,
+        limit: int = 10,
+        candidates: int = 100,
+        filters: Filters | None = None,
+        with_payload: bool | Sequence[str] = True,
+    ) -> list[Hit]:
+        """Nearest points by dense, by sparse, or both fused in one Query API call.
+
+        With both vectors, `candidates` points are prefetched from each (sparse first, then dense) and
+        fused in Qdrant: RRF scores a point sum_i 1 / (rank_i / w_i + k - 1), rank from 1, w_i the
+        weight of retriever i (default 1); DBSF normalises each list by mean +- 3 std and sums.
+        """
+
+    def flush(self) -> None:
+        """Make every acknowledged write durable."""
+
+    def optimize(self, name: str) -> None:
+        """Build indexes and merge segments; slow, so never on the request path."""
+
+    def close(self) -> None: ...
+
+    # -- derived -------------------------------------------------------------------------------
+    def index_state(self, name: str) -> dict[str, dict]:
+        """doc_id -> {"source": str, "chunks": set of point ids}: what the collection holds per document."""
+        state: dict[str, dict] = {}
+        for hit in self.scroll(name, ["doc_id", "source"]):
+            entry = state.setdefault(hit.payload["doc_id"], {"source": hit.payload.get("source"), "chunks": set()})
+            entry["chunks"].add(hit.id)
+        return state
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,175 @@
+"""Backend through `qdrant-client`: a Qdrant server or cluster by URL, or the client's local mode.
+
+Local mode (pure Python, `path=`) stands in for the server in tests where no server can run; the same
+congruence suite runs against a real server when one is configured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from rag.errors import CollectionNotFoundError, StoreError, StoreLockedError
+from rag.sparse import SparseVec
+from rag.store.base import DENSE, INDEXED_FIELDS, SPARSE, CollectionSpec, Filters, Fusion, Hit, PointData, Store
+
+SCROLL_PAGE = 1000
+UPSERT_BATCH = 256
+
+
+def _filter(filters: Filters | None) -> models.Filter | None:
+    if not filters:
+        return None
+    must = []
+    for key, value in filters.items():
+        match = models.MatchAny(any=list(value)) if isinstance(value, (list, tuple, set)) else models.MatchValue(value=value)
+        must.append(models.FieldCondition(key=key, match=match))
+    return models.Filter(must=must)
+
+
+def _sparse(v: SparseVec) -> models.SparseVector:
+    return models.SparseVector(indices=list(v.indices), values=list(v.values))
+
+
+class QdrantClientStore(Store):
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        path: Path | None = None,
+        timeout_s: float = 30.0,
+        shards: int | None = None,
+        replication_factor: int | None = None,
+    ):
+        if (url is None) == (path is None):
+            raise ValueError("give exactly one of url (a server) or path (local mode).")
+        self.backend = "server" if url else "local"
+        self.shards, self.replication_factor = shards, replication_factor
+        try:
+            if url:
+                self.client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s))
+                self.client.get_collections()  # fail now, with a clear message, if unreachable
+            else:
+                Path(path).mkdir(parents=True, exist_ok=True)
+                self.client = QdrantClient(path=str(path))
+        except RuntimeError as exc:  # local mode's own lock
+            raise StoreLockedError(f"the local store at {path} is in use by another process: {exc}") from None
+        except (ResponseHandlingException, UnexpectedResponse, OSError) as exc:
+            raise StoreError(f"cannot reach Qdrant at {url}: {exc}") from exc
+
+    # -- collections ---------------------------------------------------------------------------
+    def list_collections(self) -> list[str]:
+        return sorted(c.name for c in self.client.get_collections().collections)
+
+    def get_spec(self, name: str) -> CollectionSpec | None:
+        if not self.client.collection_exists(name):
+            return None
+        meta = self.client.get_collection(name).config.metadata
+        if not meta or "dense_dim" not in meta:
+            raise StoreError(f"collection {name!r} exists but was not created by this service (no metadata).")
+        return CollectionSpec.from_metadata(meta)
+
+    def _create(self, name: str, spec: CollectionSpec) -> None:
+        self.client.create_collection(
+            name,
+            vectors_config={DENSE: models.VectorParams(size=spec.dense_dim, distance=models.Distance.COSINE)},
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            shard_number=self.shards,
+            replication_factor=self.replication_factor,
+            metadata=spec.to_metadata(),
+        )
+        if self.backend == "server":  # local mode has no payload indexes (and warns if asked)
+            for fld in INDEXED_FIELDS:
+                self.client.create_payload_index(name, fld, models.PayloadSchemaType.KEYWORD, wait=True)
+
+    def drop_collection(self, name: str) -> None:
+        self.client.delete_collection(name)
+
+    def _require(self, name: str) -> None:
+        if not self.client.collection_exists(name):
+            raise CollectionNotFoundError(f"no collection named {name!r}")
+
+    # -- points --------------------------------------------------------------------------------
+    def upsert(self, name: str, points: Sequence[PointData]) -> None:
+        for i in range(0, len(points), UPSERT_BATCH):
+            batch = [
+                models.PointStruct(
+                    id=p.id, vector={DENSE: [float(x) for x in p.dense], SPARSE: _sparse(p.sparse)}, payload=p.payload
+                )
+                for p in points[i : i + UPSERT_BATCH]
+            ]
+            self.client.upsert(name, batch, wait=True)
+
+    def delete_points(self, name: str, ids: Sequence[str]) -> None:
+        if ids:
+            self.client.delete(name, models.PointIdsList(points=list(ids)), wait=True)
+
+    def delete_where(self, name: str, filters: Filters) -> None:
+        if not filters:
+            raise ValueError("delete_where needs at least one filter; use drop_collection to delete all.")
+        self.client.delete(name, models.FilterSelector(filter=_filter(filters)), wait=True)
+
+    def count(self, name: str, filters: Filters | None = None) -> int:
+        self._require(name)
+        return self.client.count(name, count_filter=_filter(filters), exact=True).count
+
+    def scroll(self, name: str, fields: Sequence[str], filters: Filters | None = None) -> list[Hit]:
+        self._require(name)
+        out, offset = [], None
+        while True:
+            records, offset = self.client.scroll(
+                name, scroll_filter=_filter(filters), limit=SCROLL_PAGE, offset=offset, with_payload=list(fields)
+            )
+            out.extend(Hit(str(r.id), 0.0, r.payload or {}) for r in records)
+            if offset is None:
+                return out
+
+    def query(
+        self,
+        name: str,
+        *,
+        dense: Sequence[float] | None = None,
+        sparse: SparseVec | None = None,
+        fusion: Fusion = "rrf",
+        rrf_k: int = 60,
+        weights: Sequence[float] | None = None,
+        limit: int = 10,
+        candidates: int = 100,
+        filters: Filters | None = None,
+        with_payload: bool | Sequence[str] = True,
+    ) -> list[Hit]:
+        self._require(name)
+        flt = _filter(filters)
+        nearest = []
+        if sparse is not None:
+            nearest.append((_sparse(sparse), SPARSE))
+        if dense is not None:
+            nearest.append(([float(x) for x in dense], DENSE))
+        if not nearest:
+            raise ValueError("query needs a dense vector, a sparse vector, or both.")
+        payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
+        if len(nearest) == 1:
+            (vec, using), = nearest
+            res = self.client.query_points(name, query=vec, using=using, limit=limit, query_filter=flt, with_payload=payload)
+        else:
+            fuse = (
+                models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=list(weights) if weights else None))
+                if fusion == "rrf"
+                else models.FusionQuery(fusion=models.Fusion.DBSF)
+            )
+            res = self.client.query_points(
+                name,
+                prefetch=[models.Prefetch(query=vec, using=using, limit=candidates, filter=flt) for vec, using in nearest],
+                query=fuse,
+                query_filter=flt,
+                limit=limit,
+                with_payload=payload,
+            )
+        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in res.points]
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,206 @@
+"""Embedded backend: Qdrant Edge, the Qdrant engine in-process, one shard per collection.
+
+Layout under data_dir:  lock, collections/<name>/collection.json, collections/<name>/shard/.
+The data dir has one owning process at a time (a file lock, released by the OS even on SIGKILL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import qdrant_edge as qe
+from filelock import FileLock, Timeout
+
+from rag.errors import CollectionNotFoundError, StoreError, StoreLockedError
+from rag.sparse import SparseVec
+from rag.store.base import DENSE, INDEXED_FIELDS, SPARSE, CollectionSpec, Filters, Fusion, Hit, PointData, Store
+
+SCROLL_PAGE = 1000
+
+
+def _filter(filters: Filters | None) -> qe.Filter | None:
+    if not filters:
+        return None
+    must = []
+    for key, value in filters.items():
+        if isinstance(value, (list, tuple, set)):
+            must.append(qe.FieldCondition(key, match=qe.MatchAny(list(value))))
+        else:
+            must.append(qe.FieldCondition(key, match=qe.MatchValue(value)))
+    return qe.Filter(must=must)
+
+
+def _sparse(v: SparseVec) -> qe.SparseVector:
+    return qe.SparseVector(indices=list(v.indices), values=list(v.values))
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class EdgeStore(Store):
+    backend = "edge"
+
+    def __init__(self, data_dir: Path):
+        self.root = Path(data_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.root / "lock"))
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            owner = (self.root / "owner").read_text().strip() if (self.root / "owner").exists() else "unknown"
+            raise StoreLockedError(
+                f"the embedded store at {self.root} is in use by another process ({owner}). Stop it, or "
+                "send the work to the running service, or point RAG_DATA_DIR elsewhere."
+            ) from None
+        (self.root / "owner").write_text(f"pid {os.getpid()}")
+        self._shards: dict[str, qe.EdgeShard] = {}
+        self._guard = threading.RLock()
+
+    # -- collections ---------------------------------------------------------------------------
+    def _dir(self, name: str) -> Path:
+        return self.root / "collections" / name
+
+    def list_collections(self) -> list[str]:
+        base = self.root / "collections"
+        return sorted(p.name for p in base.iterdir() if (p / "collection.json").exists()) if base.exists() else []
+
+    def get_spec(self, name: str) -> CollectionSpec | None:
+        meta = self._dir(name) / "collection.json"
+        return CollectionSpec.from_metadata(json.loads(meta.read_text())) if meta.exists() else None
+
+    def _config(self, spec: CollectionSpec) -> qe.EdgeConfig:
+        return qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=spec.dense_dim, distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        )
+
+    def _create(self, name: str, spec: CollectionSpec) -> None:
+        d = self._dir(name)
+        d.mkdir(parents=True, exist_ok=True)
+        # The spec is written first: a collection.json with no shard is re-created empty on open.
+        _write_json_atomic(d / "collection.json", spec.to_metadata())
+        self._shard(name)
+
+    def _shard(self, name: str) -> qe.EdgeShard:
+        with self._guard:
+            if name in self._shards:
+                return self._shards[name]
+            spec = self.get_spec(name)
+            if spec is None:
+                raise CollectionNotFoundError(f"no collection named {name!r}")
+            path = self._dir(name) / "shard"
+            try:
+                if (path / "edge_config.json").exists():
+                    shard = qe.EdgeShard.load(str(path))
+                else:
+                    shutil.rmtree(path, ignore_errors=True)
+                    shard = qe.EdgeShard.create(str(path), self._config(spec))
+                    for fld in INDEXED_FIELDS:
+                        shard.update(qe.UpdateOperation.create_field_index(fld, qe.PayloadSchemaType.Keyword))
+                    shard.flush()
+            except Exception as exc:
+                raise StoreError(f"cannot open collection {name!r} at {path}: {exc}") from exc
+            self._shards[name] = shard
+            return shard
+
+    def drop_collection(self, name: str) -> None:
+        with self._guard:
+            shard = self._shards.pop(name, None)
+            if shard is not None:
+                shard.close()
+            shutil.rmtree(self._dir(name), ignore_errors=True)
+
+    # -- points --------------------------------------------------------------------------------
+    def upsert(self, name: str, points: Sequence[PointData]) -> None:
+        if not points:
+            return
+        ops = [
+            qe.Point(p.id, {DENSE: [float(x) for x in p.dense], SPARSE: _sparse(p.sparse)}, p.payload) for p in points
+        ]
+        self._shard(name).update(qe.UpdateOperation.upsert_points(ops))
+
+    def delete_points(self, name: str, ids: Sequence[str]) -> None:
+        if ids:
+            self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def delete_where(self, name: str, filters: Filters) -> None:
+        if not filters:
+            raise ValueError("delete_where needs at least one filter; use drop_collection to delete all.")
+        self._shard(name).update(qe.UpdateOperation.delete_points_by_filter(_filter(filters)))
+
+    def count(self, name: str, filters: Filters | None = None) -> int:
+        return self._shard(name).count(qe.CountRequest(exact=True, filter=_filter(filters)))
+
+    def scroll(self, name: str, fields: Sequence[str], filters: Filters | None = None) -> list[Hit]:
+        shard, out, offset = self._shard(name), [], None
+        while True:
+            records, offset = shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=SCROLL_PAGE, filter=_filter(filters), with_payload=list(fields))
+            )
+            out.extend(Hit(str(r.id), 0.0, r.payload or {}) for r in records)
+            if offset is None:
+                return out
+
+    def query(
+        self,
+        name: str,
+        *,
+        dense: Sequence[float] | None = None,
+        sparse: SparseVec | None = None,
+        fusion: Fusion = "rrf",
+        rrf_k: int = 60,
+        weights: Sequence[float] | None = None,
+        limit: int = 10,
+        candidates: int = 100,
+        filters: Filters | None = None,
+        with_payload: bool | Sequence[str] = True,
+    ) -> list[Hit]:
+        flt = _filter(filters)
+        nearest = []
+        if sparse is not None:
+            nearest.append(qe.Query.Nearest(_sparse(sparse), using=SPARSE))
+        if dense is not None:
+            nearest.append(qe.Query.Nearest([float(x) for x in dense], using=DENSE))
+        if not nearest:
+            raise ValueError("query needs a dense vector, a sparse vector, or both.")
+        payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
+        if len(nearest) == 1:
+            req = qe.QueryRequest(limit=limit, query=nearest[0], filter=flt, with_payload=payload)
+        else:
+            fuse = qe.Fusion.Rrf(k=rrf_k, weights=list(weights) if weights else None) if fusion == "rrf" else qe.Fusion.Dbsf()
+            req = qe.QueryRequest(
+                limit=limit,
+                prefetches=[qe.Prefetch(limit=candidates, query=q, filter=flt) for q in nearest],
+                query=fuse,
+                filter=flt,
+                with_payload=payload,
+            )
+        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in self._shard(name).query(req)]
+
+    def flush(self) -> None:
+        with self._guard:
+            for shard in self._shards.values():
+                shard.flush()
+
+    def optimize(self, name: str) -> None:
+        self._shard(name).optimize()
+
+    def close(self) -> None:
+        with self._guard:
+            for shard in self._shards.values():
+                shard.flush()
+                shard.close()
+            self._shards.clear()
+            if self._lock.is_locked:
+                (self.root / "owner").unlink(missing_ok=True)
+                self._lock.release()
