@@ -31,6 +31,12 @@ def _decode(data: bytes) -> str:
         best = from_bytes(data).best()
         if best is None:
             raise ParseError("not valid text in any encoding that could be detected") from None
+        # Short texts leave the single-byte Windows code pages hard to tell apart; Western is the likeliest.
+        if best.encoding.startswith("cp125"):
+            try:
+                return data.decode("cp1252")
+            except UnicodeDecodeError:
+                pass
         return str(best)
 
 

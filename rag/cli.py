@@ -17,8 +17,8 @@ from rag.config import Settings
 from rag.errors import RagError
 
 app = typer.Typer(help="A RAG service that can tell you why it answered wrong.", no_args_is_help=True)
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 EXIT_FILES_FAILED = 1
 EXIT_ERROR = 2

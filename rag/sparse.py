@@ -22,7 +22,7 @@ class SparseVec:
 
 
 class Bm25Encoder:
-    def __init__(self, k: float = 1.2, b: float = 0.75, avg_len: float = 120.0, language: str = "english"):
+    def __init__(self, k: float = 1.2, b: float = 0.75, avg_len: float = 80.0, language: str = "english"):
         self.k, self.b, self.avg_len, self.language = k, b, avg_len, language
         self._doc = Bm25(Bm25Config(k=k, b=b, avg_len=avg_len, language=language))
         # With b=0 the weight depends on tf alone, so term frequencies can be read back (see term_counts).

@@ -1,0 +1,44 @@
+"""Shared fixtures: real settings in a temp dir, the real embedding model, real slices of SciFact."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.embedding import Embedder, get_embedder
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RAG_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SCIFACT = SHARED / "scifact"
+
+
+def scifact_docs(n: int | None = None) -> list[dict]:
+    """The first n SciFact corpus records (all when n is None)."""
+    if not (SCIFACT / "corpus.jsonl").exists():
+        pytest.skip(f"SciFact not found at {SCIFACT}")
+    out = []
+    with open(SCIFACT / "corpus.jsonl") as fh:
+        for line in fh:
+            out.append(json.loads(line))
+            if n is not None and len(out) >= n:
+                break
+    return out
+
+
+def write_corpus(path: Path, docs: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", collection="test", _env_file=None)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return get_embedder(Settings(_env_file=None))
