@@ -55,7 +55,7 @@ def ingest(
         store = open_store(settings)
         with store:
             embedder = get_embedder(settings)
-            with _progress(enabled=not as_json) as tick:
+            with _progress() as tick:
                 report = Ingestor(settings, store, embedder).run(paths, settings.collection, sync=sync, progress=tick)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
@@ -66,9 +66,22 @@ def ingest(
 
 
 @contextmanager
-def _progress(enabled: bool):
-    if not enabled:
-        yield None
+def _progress():
+    """A progress bar on a terminal; elsewhere (jobs, pipes) one log line per batch written, on stderr."""
+    if not err.is_terminal:
+        counts = {"files": 0, "documents": 0, "chunks": 0, "files_total": 0}
+
+        def log(what: str, n: int) -> None:
+            counts[what] = n if what == "files_total" else counts[what] + n
+            if what == "chunks":
+                print(
+                    f"progress files={counts['files']}/{counts['files_total']} documents={counts['documents']} "
+                    f"chunks_embedded={counts['chunks']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        yield log
         return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=err, transient=True) as bar:
