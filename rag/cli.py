@@ -169,5 +169,25 @@ def optimize(collection: Optional[str] = typer.Option(None, "--collection", "-c"
     out.print(f"optimized {settings.collection}")
 
 
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="Default from RAG_HOST (127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="Default from RAG_PORT (8000)."),
+) -> None:
+    """Serve the REST API under uvicorn. The embedding model and the store are loaded once, at start-up."""
+    import logging
+
+    import uvicorn
+
+    from service.app import create_app
+    from service.state import ServiceState
+
+    settings = Settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with _errors():
+        state = ServiceState.build(settings)
+    uvicorn.run(create_app(settings, state), host=host or settings.host, port=port or settings.port, log_level="info")
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())

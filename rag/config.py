@@ -61,6 +61,36 @@ class Settings(BaseSettings):
     ingest_batch_chunks: int = Field(512, gt=0, description="Chunks embedded and written per batch.")
     max_file_mb: float = Field(50.0, gt=0)
 
+    # Retrieval defaults (each is settable per request)
+    retrieval_mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    rrf_k: int = Field(60, ge=1, description="RRF: a point scores sum_i w_i-weighted 1/(k + rank_i - 1).")
+    rrf_weights: tuple[float, float] | None = Field(None, description="RRF weights (sparse, dense); None = equal.")
+    top_k: int = Field(5, gt=0, le=100)
+    candidates: int = Field(100, gt=0, le=1000, description="Candidates fetched per retriever before fusion.")
+    rerank_model: str | None = Field(None, description="A sentence-transformers CrossEncoder name or path.")
+    rerank_candidates: int = Field(30, gt=0, le=1000)
+
+    # Generation through any OpenAI-compatible endpoint; unset = the built-in extractive generator.
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = Field(30.0, gt=0)
+    llm_max_retries: int = Field(1, ge=0)
+    llm_max_tokens: int = Field(512, gt=0)
+    llm_temperature: float = Field(0.0, ge=0)
+    fewshot_path: Path | None = Field(None, description="JSONL of {question, sources, answer} examples.")
+
+    # API
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: dict[str, list[str]] | None = Field(
+        None, description='JSON {"key": ["collection", ...]}; "*" allows all. Unset = open (logged loudly).'
+    )
+    max_question_chars: int = Field(2000, gt=0)
+    max_upload_mb: float = Field(50.0, gt=0)
+    max_upload_files: int = Field(100, gt=0)
+
     @field_validator("collection")
     @classmethod
     def _collection_name(cls, v: str) -> str:

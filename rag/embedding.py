@@ -90,9 +90,13 @@ _cache: dict[tuple, Embedder] = {}
 _cache_lock = threading.Lock()
 
 
-def get_embedder(settings: Settings) -> Embedder:
-    """One embedder per (model, device, batch size) per process: loading a model takes seconds."""
-    key = (settings.embedding_model, settings.embedding_device, settings.embedding_batch_size)
+def get_embedder(settings: Settings, role: str = "default") -> Embedder:
+    """One embedder per (model, device, batch size, role) per process: loading a model takes seconds.
+
+    The service gives ingest jobs their own instance (role "ingest"), so a long ingest batch never holds
+    the lock that query embedding waits on.
+    """
+    key = (settings.embedding_model, settings.embedding_device, settings.embedding_batch_size, role)
     with _cache_lock:
         if key not in _cache:
             _cache[key] = Embedder(settings)

@@ -45,3 +45,13 @@ class ParseError(RagError):
 
     code = "parse_error"
     http_status = 422
+
+
+class InvalidRequestError(RagError):
+    """A request the service cannot take as it is; `code` names what is wrong."""
+
+    http_status = 400
+
+    def __init__(self, code: str, message: str, http_status: int = 400):
+        super().__init__(message)
+        self.code, self.http_status = code, http_status

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rag.config import Settings
-from rag.store.base import DENSE, SPARSE, CollectionSpec, Hit, PointData, Store
+from rag.store.base import DENSE, SPARSE, CollectionSpec, Hit, PointData, QuerySpec, Store
 
 
 def open_store(settings: Settings) -> Store:
@@ -28,4 +28,4 @@ def open_store(settings: Settings) -> Store:
     return EdgeStore(settings.data_dir / "edge")
 
 
-__all__ = ["DENSE", "SPARSE", "CollectionSpec", "Hit", "PointData", "Store", "open_store"]
+__all__ = ["DENSE", "SPARSE", "CollectionSpec", "Hit", "PointData", "QuerySpec", "Store", "open_store"]

@@ -71,6 +71,37 @@ class PointData:
     payload: dict
 
 
+@dataclass(frozen=True)
+class QuerySpec:
+    """Nearest points by dense, by sparse, or both fused in Qdrant in one Query API request.
+
+    With both vectors, `candidates` points are prefetched from each (sparse first, then dense) and fused:
+    RRF scores a point sum_i 1 / (rank_i / w_i + k - 1), rank from 1, w_i the weight of retriever i
+    (default 1), which is 1 / (k + rank - 1) per list for equal weights; DBSF normalises each list by its
+    mean +- 3 standard deviations and sums.
+    """
+
+    dense: Sequence[float] | None = None
+    sparse: SparseVec | None = None
+    fusion: Fusion = "rrf"
+    rrf_k: int = 60
+    weights: Sequence[float] | None = None
+    limit: int = 10
+    candidates: int = 100
+    filters: Filters | None = None
+    with_payload: bool | Sequence[str] = True
+
+    def __post_init__(self) -> None:
+        if self.dense is None and self.sparse is None:
+            raise ValueError("a query needs a dense vector, a sparse vector, or both.")
+        if self.limit <= 0 or self.candidates <= 0:
+            raise ValueError("limit and candidates must be greater than 0.")
+        if self.rrf_k < 1:
+            raise ValueError("rrf_k must be at least 1.")
+        if self.weights is not None and len(self.weights) != 2:
+            raise ValueError("weights are (sparse, dense): give two numbers.")
+
+
 @dataclass
 class Hit:
     id: str
@@ -133,26 +164,16 @@ class Store(abc.ABC):
         """Every matching point with the given payload fields (score 0), in id order."""
 
     @abc.abstractmethod
-    def query(
-        self,
-        name: str,
-        *,
-        dense: Sequence[float] | None = None,
-        sparse: SparseVec | None = None,
-        fusion: Fusion = "rrf",
-        rrf_k: int = 60,
-        weights: Sequence[float] | None = None,
-        limit: int = 10,
-        candidates: int = 100,
-        filters: Filters | None = None,
-        with_payload: bool | Sequence[str] = True,
-    ) -> list[Hit]:
-        """Nearest points by dense, by sparse, or both fused in one Query API call.
+    def get_points(self, name: str, ids: Sequence[str], fields: Sequence[str]) -> list[Hit]:
+        """The points with these ids (those that exist), with the given payload fields."""
 
-        With both vectors, `candidates` points are prefetched from each (sparse first, then dense) and
-        fused in Qdrant: RRF scores a point sum_i 1 / (rank_i / w_i + k - 1), rank from 1, w_i the
-        weight of retriever i (default 1); DBSF normalises each list by mean +- 3 std and sums.
-        """
+    @abc.abstractmethod
+    def query_batch(self, name: str, requests: Sequence["QuerySpec"]) -> list[list[Hit]]:
+        """Run several queries in one call to the engine; results in request order."""
+
+    def query(self, name: str, **kw) -> list[Hit]:
+        """One query; keyword arguments are the fields of QuerySpec."""
+        return self.query_batch(name, [QuerySpec(**kw)])[0]
 
     def flush(self) -> None:
         """Make every acknowledged write durable."""

@@ -14,7 +14,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from rag.errors import CollectionNotFoundError, StoreError, StoreLockedError
 from rag.sparse import SparseVec
-from rag.store.base import DENSE, INDEXED_FIELDS, SPARSE, CollectionSpec, Filters, Fusion, Hit, PointData, Store
+from rag.store.base import DENSE, INDEXED_FIELDS, SPARSE, CollectionSpec, Filters, Hit, PointData, QuerySpec, Store
 
 SCROLL_PAGE = 1000
 UPSERT_BATCH = 256
@@ -128,48 +128,40 @@ class QdrantClientStore(Store):
             if offset is None:
                 return out
 
-    def query(
-        self,
-        name: str,
-        *,
-        dense: Sequence[float] | None = None,
-        sparse: SparseVec | None = None,
-        fusion: Fusion = "rrf",
-        rrf_k: int = 60,
-        weights: Sequence[float] | None = None,
-        limit: int = 10,
-        candidates: int = 100,
-        filters: Filters | None = None,
-        with_payload: bool | Sequence[str] = True,
-    ) -> list[Hit]:
+    def get_points(self, name: str, ids: Sequence[str], fields: Sequence[str]) -> list[Hit]:
         self._require(name)
-        flt = _filter(filters)
+        records = self.client.retrieve(name, list(ids), with_payload=list(fields), with_vectors=False)
+        return [Hit(str(r.id), 0.0, r.payload or {}) for r in records]
+
+    @staticmethod
+    def _request(q: QuerySpec) -> models.QueryRequest:
+        flt = _filter(q.filters)
         nearest = []
-        if sparse is not None:
-            nearest.append((_sparse(sparse), SPARSE))
-        if dense is not None:
-            nearest.append(([float(x) for x in dense], DENSE))
-        if not nearest:
-            raise ValueError("query needs a dense vector, a sparse vector, or both.")
-        payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
+        if q.sparse is not None:
+            nearest.append((_sparse(q.sparse), SPARSE))
+        if q.dense is not None:
+            nearest.append(([float(x) for x in q.dense], DENSE))
+        payload = q.with_payload if isinstance(q.with_payload, bool) else list(q.with_payload)
         if len(nearest) == 1:
-            (vec, using), = nearest
-            res = self.client.query_points(name, query=vec, using=using, limit=limit, query_filter=flt, with_payload=payload)
-        else:
-            fuse = (
-                models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=list(weights) if weights else None))
-                if fusion == "rrf"
-                else models.FusionQuery(fusion=models.Fusion.DBSF)
-            )
-            res = self.client.query_points(
-                name,
-                prefetch=[models.Prefetch(query=vec, using=using, limit=candidates, filter=flt) for vec, using in nearest],
-                query=fuse,
-                query_filter=flt,
-                limit=limit,
-                with_payload=payload,
-            )
-        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in res.points]
+            ((vec, using),) = nearest
+            return models.QueryRequest(query=vec, using=using, limit=q.limit, filter=flt, with_payload=payload)
+        fuse = (
+            models.RrfQuery(rrf=models.Rrf(k=q.rrf_k, weights=list(q.weights) if q.weights else None))
+            if q.fusion == "rrf"
+            else models.FusionQuery(fusion=models.Fusion.DBSF)
+        )
+        return models.QueryRequest(
+            prefetch=[models.Prefetch(query=vec, using=using, limit=q.candidates, filter=flt) for vec, using in nearest],
+            query=fuse,
+            filter=flt,
+            limit=q.limit,
+            with_payload=payload,
+        )
+
+    def query_batch(self, name: str, requests: Sequence[QuerySpec]) -> list[list[Hit]]:
+        self._require(name)
+        responses = self.client.query_batch_points(name, [self._request(q) for q in requests])
+        return [[Hit(str(p.id), float(p.score), p.payload or {}) for p in r.points] for r in responses]
 
     def close(self) -> None:
         self.client.close()

@@ -18,7 +18,7 @@ from filelock import FileLock, Timeout
 
 from rag.errors import CollectionNotFoundError, StoreError, StoreLockedError
 from rag.sparse import SparseVec
-from rag.store.base import DENSE, INDEXED_FIELDS, SPARSE, CollectionSpec, Filters, Fusion, Hit, PointData, Store
+from rag.store.base import DENSE, INDEXED_FIELDS, SPARSE, CollectionSpec, Filters, Hit, PointData, QuerySpec, Store
 
 SCROLL_PAGE = 1000
 
@@ -151,41 +151,33 @@ class EdgeStore(Store):
             if offset is None:
                 return out
 
-    def query(
-        self,
-        name: str,
-        *,
-        dense: Sequence[float] | None = None,
-        sparse: SparseVec | None = None,
-        fusion: Fusion = "rrf",
-        rrf_k: int = 60,
-        weights: Sequence[float] | None = None,
-        limit: int = 10,
-        candidates: int = 100,
-        filters: Filters | None = None,
-        with_payload: bool | Sequence[str] = True,
-    ) -> list[Hit]:
-        flt = _filter(filters)
+    def get_points(self, name: str, ids: Sequence[str], fields: Sequence[str]) -> list[Hit]:
+        records = self._shard(name).retrieve(list(ids), with_payload=list(fields), with_vector=False)
+        return [Hit(str(r.id), 0.0, r.payload or {}) for r in records]
+
+    def _request(self, q: QuerySpec) -> qe.QueryRequest:
+        flt = _filter(q.filters)
         nearest = []
-        if sparse is not None:
-            nearest.append(qe.Query.Nearest(_sparse(sparse), using=SPARSE))
-        if dense is not None:
-            nearest.append(qe.Query.Nearest([float(x) for x in dense], using=DENSE))
-        if not nearest:
-            raise ValueError("query needs a dense vector, a sparse vector, or both.")
-        payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
+        if q.sparse is not None:
+            nearest.append(qe.Query.Nearest(_sparse(q.sparse), using=SPARSE))
+        if q.dense is not None:
+            nearest.append(qe.Query.Nearest([float(x) for x in q.dense], using=DENSE))
+        payload = q.with_payload if isinstance(q.with_payload, bool) else list(q.with_payload)
         if len(nearest) == 1:
-            req = qe.QueryRequest(limit=limit, query=nearest[0], filter=flt, with_payload=payload)
-        else:
-            fuse = qe.Fusion.Rrf(k=rrf_k, weights=list(weights) if weights else None) if fusion == "rrf" else qe.Fusion.Dbsf()
-            req = qe.QueryRequest(
-                limit=limit,
-                prefetches=[qe.Prefetch(limit=candidates, query=q, filter=flt) for q in nearest],
-                query=fuse,
-                filter=flt,
-                with_payload=payload,
-            )
-        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in self._shard(name).query(req)]
+            return qe.QueryRequest(limit=q.limit, query=nearest[0], filter=flt, with_payload=payload)
+        weights = list(q.weights) if q.weights else None
+        fuse = qe.Fusion.Rrf(k=q.rrf_k, weights=weights) if q.fusion == "rrf" else qe.Fusion.Dbsf()
+        return qe.QueryRequest(
+            limit=q.limit,
+            prefetches=[qe.Prefetch(limit=q.candidates, query=n, filter=flt) for n in nearest],
+            query=fuse,
+            filter=flt,
+            with_payload=payload,
+        )
+
+    def query_batch(self, name: str, requests: Sequence[QuerySpec]) -> list[list[Hit]]:
+        batch = qe.QueryBatchRequest([self._request(q) for q in requests])
+        return [[Hit(str(p.id), float(p.score), p.payload or {}) for p in res] for res in self._shard(name).query_batch(batch)]
 
     def flush(self) -> None:
         with self._guard:

@@ -1,0 +1,115 @@
+"""The FastAPI application: heavy objects built once in the lifespan; one handler per error family."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rag import __version__
+from rag.config import Settings
+from rag.errors import RagError
+from service.routes import chat, documents, query
+from service.state import ServiceState
+
+log = logging.getLogger("rag.service")
+
+
+def _error(status: int, code: str, message: str, **extra) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+
+
+def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
+    """The app. Give `state` to build it before serving (so start-up errors reach the caller), else the
+    lifespan builds it."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state_ = state or ServiceState.build(settings)
+        app.state.rag = state_
+        state_.ready = True
+        try:
+            yield
+        finally:
+            state_.ready = False
+            state_.close()
+
+    app = FastAPI(
+        title="rag-why",
+        version=__version__,
+        description="Hybrid retrieval over Qdrant, answers with numbered citations, and the evidence to audit them.",
+        lifespan=lifespan,
+    )
+    app.include_router(query.router)
+    app.include_router(chat.router)
+    app.include_router(documents.router)
+
+    @app.exception_handler(RagError)
+    async def rag_error(request: Request, exc: RagError):
+        _count(request, exc.code)
+        return _error(exc.http_status, exc.code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        _count(request, "invalid_request")
+        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(x) for x in first["loc"])
+        return _error(422, "invalid_request", f"{where}: {first['msg']}", details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next):
+        t0 = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            # Caught here rather than by an exception handler, so the connection stays usable.
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            _count(request, "internal_error")
+            return _error(500, "internal_error", "internal error; the service log has the details")
+        state = getattr(request.app.state, "rag", None)
+        route = request.scope.get("route")
+        if state is not None and route is not None:
+            state.metrics.requests.labels(route.path, request.method).observe((time.perf_counter() - t0) * 1000)
+            if response.status_code < 400:
+                state.metrics.outcomes.labels(route.path, "ok").inc()
+        return response
+
+    def _count(request: Request, outcome: str) -> None:
+        state = getattr(request.app.state, "rag", None)
+        route = request.scope.get("route")
+        if state is not None:
+            state.metrics.outcomes.labels(route.path if route else "unmatched", outcome).inc()
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz(request: Request):
+        """Models loaded and the store answering."""
+        state: ServiceState | None = getattr(request.app.state, "rag", None)
+        try:
+            ok = bool(state and state.ready and state.store.list_collections() is not None)
+        except Exception as exc:  # the store is down: not ready, and say why
+            return _error(503, "not_ready", f"store not answering: {exc}")
+        return {"status": "ready"} if ok else _error(503, "not_ready", "starting up")
+
+    @app.get("/metrics", tags=["ops"])
+    def metrics(request: Request):
+        return Response(generate_latest(request.app.state.rag.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

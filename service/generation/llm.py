@@ -1,0 +1,78 @@
+"""Generation through the `openai` client against any OpenAI-compatible server (OpenAI, vLLM, Ollama,
+llama.cpp). Endpoint failures become GenerationError with a stable code; the caller still has retrieval.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import openai
+
+from rag.config import Settings
+from rag.errors import RagError
+from service.generation.prompt import build_messages, load_fewshot
+
+
+class GenerationError(RagError):
+    code = "llm_error"
+    http_status = 502
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _translate(exc: Exception) -> GenerationError:
+    if isinstance(exc, openai.APITimeoutError):
+        return GenerationError("llm_timeout", f"the LLM endpoint did not answer in time: {exc}")
+    if isinstance(exc, openai.APIConnectionError):
+        return GenerationError("llm_unavailable", f"cannot reach the LLM endpoint: {exc}")
+    if isinstance(exc, openai.RateLimitError):
+        return GenerationError("llm_rate_limited", "the LLM endpoint is rate limiting us (429)")
+    if isinstance(exc, openai.APIStatusError):
+        return GenerationError("llm_error", f"the LLM endpoint answered {exc.status_code}: {exc.message}")
+    return GenerationError("llm_bad_response", f"the LLM endpoint's answer could not be read: {type(exc).__name__}: {exc}")
+
+
+class LLMGenerator:
+    def __init__(self, settings: Settings):
+        self.model = settings.llm_model
+        self.name = f"openai-compatible:{settings.llm_model}"
+        self.max_tokens, self.temperature = settings.llm_max_tokens, settings.llm_temperature
+        self.fewshot = load_fewshot(settings.fewshot_path)
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
+        self.client = openai.OpenAI(
+            base_url=settings.llm_base_url, api_key=key, timeout=settings.llm_timeout_s, max_retries=settings.llm_max_retries
+        )
+
+    def _messages(self, question: str, sources: Sequence[tuple[str, str]]) -> list[dict]:
+        return build_messages(question, sources, self.fewshot)
+
+    def generate(self, question: str, sources: Sequence[tuple[str, str]]) -> str:
+        """The answer text; raises GenerationError."""
+        try:
+            resp = self.client.chat.completions.create(
+                model=self.model, messages=self._messages(question, sources),
+                max_tokens=self.max_tokens, temperature=self.temperature,
+            )
+            content = resp.choices[0].message.content
+        except Exception as exc:  # every failure of the endpoint, including malformed bodies
+            raise _translate(exc) from exc
+        if content is None:
+            raise GenerationError("llm_bad_response", "the LLM endpoint returned no message content")
+        return content
+
+    def stream(self, question: str, sources: Sequence[tuple[str, str]]) -> Iterator[str]:
+        """Tokens as they come; raises GenerationError, also mid-way when the stream is cut."""
+        try:
+            stream = self.client.chat.completions.create(
+                model=self.model, messages=self._messages(question, sources),
+                max_tokens=self.max_tokens, temperature=self.temperature, stream=True,
+            )
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        except GenerationError:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
