@@ -69,10 +69,19 @@ class LLMGenerator:
                 model=self.model, messages=self._messages(question, sources),
                 max_tokens=self.max_tokens, temperature=self.temperature, stream=True,
             )
+            finished = False
             for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                if choice.delta and choice.delta.content:
+                    yield choice.delta.content
+                finished = finished or choice.finish_reason is not None
         except GenerationError:
             raise
         except Exception as exc:
             raise _translate(exc) from exc
+        if not finished:
+            # A connection closed mid-way looks like the end of the stream to the client; a complete
+            # stream always says why it finished.
+            raise GenerationError("llm_stream_cut", "the LLM stream ended before the endpoint said it was finished")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,14 @@ from tests.conftest import ROOT, scifact_docs, write_corpus
 
 
 class LiveServer:
+    """uvicorn serving the app on a free loopback port, on its own copy of the settings' data dir
+    (the embedded store has one owner, so two servers never share one)."""
+
     def __init__(self, settings: Settings):
+        copy = Path(tempfile.mkdtemp(prefix="live-")) / "data"
+        subprocess.run(["cp", "-a", "--sparse=always", str(settings.data_dir), str(copy)], check=True)
+        settings = settings.model_copy(update={"data_dir": copy})
+        self.settings = settings
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]

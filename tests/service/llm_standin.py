@@ -55,6 +55,9 @@ class StandIn:
                         chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
                                  "choices": [{"index": 0, "delta": {"content": w + " "}, "finish_reason": None}]}
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    done = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                    self.wfile.write(f"data: {json.dumps(done)}\n\n".encode())
                     self.wfile.write(b"data: [DONE]\n\n")
                     return
                 resp = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
