@@ -10,6 +10,7 @@ from tests.conftest import SCIFACT, scifact_docs
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_scifact_ingests_and_second_run_embeds_nothing(settings, embedder):
     scifact_docs(1)  # skips when the data is missing
     with open_store(settings) as store:
