@@ -29,7 +29,9 @@ RUN mkdir -p /data && chown rag:rag /data
 USER rag
 WORKDIR /app
 VOLUME ["/data"]
-# Until the API exists (issue 3) the health check only proves the installed code and model imports.
-HEALTHCHECK --interval=30s --timeout=10s --start-period=30s CMD ["python", "-c", "import rag.store, ingest.pipeline"]
+ENV RAG_HOST=0.0.0.0 RAG_PORT=8000
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
+  CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
 ENTRYPOINT ["rag"]
-CMD ["ingest", "/app/docs", "--collection", "docs"]
+CMD ["serve"]

@@ -29,7 +29,7 @@ class QueryRequest(BaseModel):
 
     question: str = Field(description="The question, in plain words.")
     collection: str | None = Field(None, description="Defaults to the service's collection.")
-    top_k: int = Field(5, ge=1, le=50)
+    top_k: int = Field(5, ge=1, le=300, description="Contexts (chunks) returned.")
     candidates: int | None = Field(None, ge=1, le=1000, description="Candidates per retriever before fusion.")
     filters: dict[str, str | int | bool | list[str] | list[int]] | None = Field(
         None, description="Payload field -> value or list of accepted values, e.g. {\"doc_type\": \"pdf\"}."
