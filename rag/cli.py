@@ -44,6 +44,10 @@ def ingest(
     collection: Optional[str] = typer.Option(None, "--collection", "-c", help="Target collection."),
     sync: bool = typer.Option(False, "--sync", help="Also delete documents whose files under PATHS are gone."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    submit: Optional[str] = typer.Option(
+        None, "--submit", metavar="URL", help="Send the files to a running service (which owns the store) as a job."
+    ),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key for --submit."),
 ) -> None:
     """Parse, chunk, embed and upsert documents. Unchanged documents cost nothing; failed files are listed."""
     from ingest.pipeline import Ingestor
@@ -51,6 +55,21 @@ def ingest(
     from rag.store import open_store
 
     settings = _settings(collection)
+    if submit:
+        if sync:
+            err.print("[bold red]error[/]: --sync needs the store itself; run it where the store is, not with --submit")
+            raise typer.Exit(EXIT_ERROR)
+        with _errors():
+            report = _submit(submit, api_key, paths, settings.collection)
+        if as_json:
+            out.print_json(json.dumps(report))
+        else:
+            out.print(f"job {report['id']} {report['status']}: {json.dumps(report.get('report', {}).get('summary'))}")
+            for f in (report.get("report") or {}).get("files", []):
+                if f["status"] == "failed":
+                    out.print(f"  [red]failed[/] {f['path']}: {f['reason']}")
+        failed = report["status"] != "succeeded" or (report.get("report") or {}).get("summary", {}).get("failed")
+        raise typer.Exit(EXIT_FILES_FAILED if failed else 0)
     with _errors():
         store = open_store(settings)
         with store:
@@ -63,6 +82,35 @@ def ingest(
         _print_report(report)
     if report.failed:
         raise typer.Exit(EXIT_FILES_FAILED)
+
+
+def _submit(url: str, api_key: Optional[str], paths: list[Path], collection: str) -> dict:
+    """Upload the files under `paths` to a running service, wait for its job, return the job."""
+    import time
+
+    import httpx
+
+    from ingest.pipeline import discover
+    from rag.errors import StoreError
+
+    files = [f for f, _, skip in discover(paths) if skip is None and f.is_file()]
+    headers = {"X-API-Key": api_key} if api_key else {}
+    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=300) as http:
+        handles = [open(f, "rb") for f in files]
+        try:
+            r = http.post(f"/v1/collections/{collection}/documents", files=[("files", (f.name, h)) for f, h in zip(files, handles)])
+        except httpx.TransportError as exc:
+            raise StoreError(f"cannot reach the service at {url}: {exc}") from exc
+        finally:
+            for h in handles:
+                h.close()
+        if r.status_code != 202:
+            raise StoreError(f"the service refused the job ({r.status_code}): {r.text}")
+        job = r.json()
+        while job["status"] in ("queued", "running"):
+            time.sleep(0.5)
+            job = http.get(f"/v1/jobs/{job['id']}").json()
+    return job
 
 
 @contextmanager

@@ -59,8 +59,9 @@ class EdgeStore(Store):
         except Timeout:
             owner = (self.root / "owner").read_text().strip() if (self.root / "owner").exists() else "unknown"
             raise StoreLockedError(
-                f"the embedded store at {self.root} is in use by another process ({owner}). Stop it, or "
-                "send the work to the running service, or point RAG_DATA_DIR elsewhere."
+                f"the embedded store at {self.root} is in use by another process ({owner}). Stop it, or if it "
+                "is the service, send the job to it with `rag ingest --submit http://HOST:PORT ...`, or point "
+                "RAG_DATA_DIR elsewhere."
             ) from None
         (self.root / "owner").write_text(f"pid {os.getpid()}")
         self._shards: dict[str, qe.EdgeShard] = {}

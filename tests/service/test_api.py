@@ -155,3 +155,27 @@ def test_openapi_has_examples(live):
     spec = live.http.get("/openapi.json").json()
     assert "/v1/query" in spec["paths"] and "/v1/chat/completions" in spec["paths"]
     assert spec["components"]["schemas"]["QueryRequest"]["examples"]
+
+
+def test_cli_submits_to_the_running_service(live, tmp_path):
+    """The service owns its store; the CLI hands it the files instead of opening the store itself."""
+    import os
+    import subprocess
+    import sys
+
+    docs = tmp_path / "notes"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Alpha\n\nAlpha particles are helium nuclei.")
+    (docs / "b.txt").write_text("Beta decay emits an electron.")
+    env = {**os.environ, "RAG_DATA_DIR": str(live.settings.data_dir)}
+    res = subprocess.run([sys.executable, "-m", "rag", "ingest", str(docs), "--collection", "submitted", "--submit", live.url,
+                          "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    job = json.loads(res.stdout)
+    assert job["status"] == "succeeded" and job["report"]["summary"]["added"] == 2
+    listed = live.http.get("/v1/collections/submitted/documents").json()
+    assert {d["doc_id"] for d in listed} == {"a.md", "b.txt"}
+    # Without --submit, the CLI is told the store is owned, and how to hand the work over.
+    locked = subprocess.run([sys.executable, "-m", "rag", "ingest", str(docs)], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert locked.returncode == 2 and "--submit" in locked.stderr
