@@ -81,12 +81,13 @@ class Answerer:
         generation = None
         if generate:
             t = time.perf_counter()
-            generation = self._generate(question, retrieval.contexts)
+            generation = self.generate(question, retrieval.contexts)
             timings["generation"] = round((time.perf_counter() - t) * 1000, 3)
         timings["total"] = round((time.perf_counter() - t0) * 1000, 3)
         return AnswerResult(question, collection, retrieval, generation, timings)
 
-    def _generate(self, question: str, contexts: list[Context]) -> Generation:
+    def generate(self, question: str, contexts: list[Context]) -> Generation:
+        """Answer from these contexts; generator failures are returned in `error`, not raised."""
         if not contexts:
             return Generation(self.generator.name, DECLINE, declined=True)
         try:

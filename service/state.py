@@ -27,12 +27,13 @@ class ServiceState:
     store: Store
     retriever: Retriever
     answerer: Answerer
-    jobs: JobManager
+    jobs: JobManager | None
     metrics: Metrics
     ready: bool = False
 
     @classmethod
-    def build(cls, settings: Settings) -> "ServiceState":
+    def build(cls, settings: Settings, jobs: bool = True) -> "ServiceState":
+        """Load models and open the store. `jobs=False` (the CLI's audit) starts no job worker."""
         store = open_store(settings)
         embedder = get_embedder(settings)
         bm25 = Bm25Encoder.from_settings(settings)
@@ -44,11 +45,12 @@ class ServiceState:
         def run_job(paths: list[Path], collection: str, tick) -> object:
             return Ingestor(settings, store, ingest_embedder, bm25).run(paths, collection, progress=tick)
 
-        jobs = JobManager(settings.data_dir / "jobs", run_job)
-        if not settings.api_keys:
+        job_manager = JobManager(settings.data_dir / "jobs", run_job) if jobs else None
+        if jobs and not settings.api_keys:
             log.warning("NO API KEYS CONFIGURED: the API is open to anyone who can reach it. Set RAG_API_KEYS.")
-        return cls(settings, store, retriever, Answerer(retriever, generator), jobs, Metrics())
+        return cls(settings, store, retriever, Answerer(retriever, generator), job_manager, Metrics())
 
     def close(self) -> None:
-        self.jobs.shutdown()
+        if self.jobs:
+            self.jobs.shutdown()
         self.store.close()

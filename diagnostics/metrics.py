@@ -1,0 +1,85 @@
+"""Retrieval metrics as pure functions over plain contracts (BEIR's): a ranking is a list of document ids,
+best first; relevance is {doc_id: grade}, grade > 0 meaning relevant. Gains are linear in the grade
+(trec_eval's nDCG), so results equal pytrec_eval's and ranx's.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Sequence
+
+
+def hit_at(ranking: Sequence[str], rel: dict[str, int], k: int) -> float:
+    return 1.0 if any(rel.get(d, 0) > 0 for d in ranking[:k]) else 0.0
+
+
+def recall_at(ranking: Sequence[str], rel: dict[str, int], k: int) -> float:
+    relevant = {d for d, g in rel.items() if g > 0}
+    if not relevant:
+        raise ValueError("recall is undefined without a relevant document")
+    return len(relevant & set(ranking[:k])) / len(relevant)
+
+
+def precision_at(ranking: Sequence[str], rel: dict[str, int], k: int) -> float:
+    return sum(1 for d in ranking[:k] if rel.get(d, 0) > 0) / k
+
+
+def reciprocal_rank(ranking: Sequence[str], rel: dict[str, int]) -> float:
+    for i, d in enumerate(ranking, 1):
+        if rel.get(d, 0) > 0:
+            return 1.0 / i
+    return 0.0
+
+
+def ndcg_at(ranking: Sequence[str], rel: dict[str, int], k: int) -> float:
+    dcg = sum(rel.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranking[:k]))
+    ideal = sorted((g for g in rel.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    if idcg == 0:
+        raise ValueError("nDCG is undefined without a relevant document")
+    return dcg / idcg
+
+
+def case_metrics(ranking: Sequence[str], rel: dict[str, int], ks: Sequence[int]) -> dict[str, float]:
+    """Every metric at every cut-off for one question: {"hit@5": ..., "recall@5": ..., "mrr": ...}."""
+    out = {"mrr": reciprocal_rank(ranking, rel)}
+    for k in ks:
+        out[f"hit@{k}"] = hit_at(ranking, rel, k)
+        out[f"recall@{k}"] = recall_at(ranking, rel, k)
+        out[f"precision@{k}"] = precision_at(ranking, rel, k)
+        out[f"ndcg@{k}"] = ndcg_at(ranking, rel, k)
+    return out
+
+
+def dedupe(doc_ids: Sequence[str]) -> list[str]:
+    """Chunks to a document ranking: each document at the rank of its best chunk."""
+    return list(dict.fromkeys(doc_ids))
+
+
+def bootstrap_ci(values: Sequence[float], n: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean. Raises ValueError on no values."""
+    if not values:
+        raise ValueError("no values to bootstrap")
+    rng = random.Random(seed)
+    m = len(values)
+    means = sorted(sum(values[rng.randrange(m)] for _ in range(m)) / m for _ in range(n))
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    return means[int(lo * (n - 1))], means[int(hi * (n - 1))]
+
+
+def paired_bootstrap(current: Sequence[float], baseline: Sequence[float], n: int = 2000, seed: int = 0) -> dict:
+    """Mean delta (current - baseline) over paired cases, its 95% interval, and a label: improved /
+    regressed when the interval excludes 0, inconclusive otherwise."""
+    if len(current) != len(baseline) or not current:
+        raise ValueError("paired bootstrap needs two equally long, non-empty lists")
+    deltas = [c - b for c, b in zip(current, baseline)]
+    lo, hi = bootstrap_ci(deltas, n=n, seed=seed)
+    label = "improved" if lo > 0 else "regressed" if hi < 0 else "inconclusive"
+    return {"delta": sum(deltas) / len(deltas), "ci95": [lo, hi], "label": label}
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
