@@ -3,7 +3,8 @@
 No NLI or cross-encoder model ships offline here, so the scorer combines the embedding model with lexical
 evidence: the best cosine between the claim and any context sentence; the share of the claim's content
 terms (BM25 tokens: stemmed, stop words removed) found in the contexts; and penalties for numbers and
-names in the claim that no context contains (the commonest hallucinations). It is measured, not assumed:
+names in the claim that no context contains (the commonest hallucinations) and for a negation on one side
+only of the claim and its best evidence (the cheapest sign of a contradiction). It is measured, not assumed:
 benchmarks/faithfulness_agreement.py reports its agreement with human labels (QAGS, SciFact claims).
 """
 
@@ -22,7 +23,8 @@ from service.generation.citations import CITATION
 SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z]{2,}\b")
-W_COS, W_TERMS, P_NUMBER, P_NAME = 0.55, 0.45, 0.25, 0.15
+NEGATION = re.compile(r"\b(?:not|no|never|none|neither|nor|without|cannot|lack|lacks|absent|fails?)\b|n't\b", re.I)
+W_COS, W_TERMS, P_NUMBER, P_NAME, P_NEGATION = 0.55, 0.45, 0.25, 0.15, 0.2
 # Chosen on SciFact claims train (max balanced accuracy); see the benchmark for dev and QAGS figures.
 THRESHOLD = 0.6
 
@@ -38,6 +40,7 @@ class ClaimSupport:
     term_coverage: float
     missing_numbers: list[str] = field(default_factory=list)
     missing_names: list[str] = field(default_factory=list)
+    negation_mismatch: bool = False
 
 
 def split_claims(answer: str) -> list[str]:
@@ -83,10 +86,12 @@ class FaithfulnessScorer:
             numbers = [n for n in dict.fromkeys(NUMBER.findall(claim)) if n not in ctx_numbers]
             names = [n for n in dict.fromkeys(NAME.findall(claim)) if n.lower() not in lowered]
             score = W_COS * float(cos[ci, best]) + W_TERMS * coverage
-            score -= P_NUMBER * bool(numbers) + P_NAME * bool(names)
+            # A negation on one side only is the cheapest sign of a contradiction.
+            flipped = bool(NEGATION.search(claim)) != bool(NEGATION.search(sents[best][1]))
+            score -= P_NUMBER * bool(numbers) + P_NAME * bool(names) + P_NEGATION * flipped
             score = float(min(1.0, max(0.0, score)))
             out.append(ClaimSupport(claim, round(score, 4), score >= self.threshold, sents[best][0], sents[best][1],
-                                    round(float(cos[ci, best]), 4), round(coverage, 4), numbers, names))
+                                    round(float(cos[ci, best]), 4), round(coverage, 4), numbers, names, flipped))
         return out
 
     def score_answer(self, answer: str, contexts: Sequence[str]) -> dict:

@@ -57,7 +57,7 @@ class GoldenSet:
 
 
 def _fail(path: Path, lineno: int, message: str) -> GoldenSetError:
-    return GoldenSetError(f"{path}:{lineno}: {message}")
+    return GoldenSetError(f"{path}, line {lineno}: {message}")
 
 
 def _expected(path: Path, lineno: int, i: int, raw) -> Expected:

@@ -1,0 +1,204 @@
+"""The audit on a real store with the real model: each where-lost stage produced by a fault injected on
+purpose, and verdicts for generators that are right, answer from nothing, or contradict their sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from diagnostics.audit import Auditor
+from diagnostics.faithfulness import FaithfulnessScorer
+from diagnostics.golden import Case, Expected, GoldenSet
+from ingest.pipeline import Ingestor
+from rag.sparse import Bm25Encoder
+from rag.store import open_store
+from service.answer import Answerer
+from service.generation.extractive import ExtractiveGenerator
+from service.retrieval import RetrievalParams, Retriever
+
+DOCS = {
+    "volcano.md": "Volcanoes erupt molten lava and ash.",
+    "trail.md": "The mountain trail is steep and rocky.",
+    "kitchen.md": "Fire safety rules for kitchens and restaurants.",
+    "brigade.md": "The mountain fire brigade trains every week.",
+    "apples.md": "Apples grow in orchards. The Granny Smith apple is green and sour.",
+    "bread.md": "Bread is baked from flour, water, salt and yeast.",
+    "tides.md": "Tides are caused by the gravity of the moon.",
+    "chess.md": "Chess is a board game for two players.",
+}
+# Semantically about volcanoes, without a single term in common with volcano.md.
+INDIRECT = "mountain that explodes with fire"
+
+
+class Scripted:
+    """A generator stand-in, named as such, that gives a fixed answer: to test verdicts, not models."""
+
+    def __init__(self, name: str, answer: str):
+        self.name, self.answer = name, answer
+
+    def generate(self, question, sources):
+        return self.answer
+
+    def stream(self, question, sources):
+        yield self.answer
+
+
+class LastReranker:
+    """A reranker stand-in that ranks passages mentioning volcanoes last."""
+
+    name = "stand-in:last"
+
+    def score(self, question, passages):
+        return [-1.0 if "Volcano" in p else 1.0 for p in passages]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, embedder):
+    from rag.config import Settings
+
+    tmp = tmp_path_factory.mktemp("audit")
+    kb = tmp / "kb"
+    kb.mkdir()
+    for name, text in DOCS.items():
+        (kb / name).write_text(text)
+    settings = Settings(data_dir=tmp / "data", _env_file=None)
+    store = open_store(settings)
+    Ingestor(settings, store, embedder).run([kb], "kb")
+    bm25 = Bm25Encoder.from_settings(settings)
+    retriever = Retriever(store, embedder, bm25)
+    yield store, retriever, FaithfulnessScorer(embedder, bm25), ExtractiveGenerator(embedder, bm25)
+    store.close()
+
+
+def audit(env, cases, params, generator=None, generate=False, corpus=None):
+    store, retriever, scorer, extractive = env
+    answerer = Answerer(retriever, generator or extractive)
+    return Auditor(answerer, store, scorer).run(GoldenSet(cases), "kb", params, (1, 3), generate, corpus)
+
+
+def case(q, *docs, answer=None):
+    return Case(q[:10], q, tuple(Expected(d) for d in docs), answer)
+
+
+def lost_stage(report):
+    [c] = report["cases"]
+    [item] = c["lost"]
+    return item["stage"], c["verdict"]
+
+
+def test_not_in_corpus(env):
+    r = audit(env, [case("volcano eruption", "kb/etna.md")], RetrievalParams(top_k=3, candidates=8))
+    assert lost_stage(r) == ("not_in_corpus", "not_in_corpus")
+
+
+def test_not_in_index(env):
+    store = env[0]
+    store.delete_where("kb", {"doc_id": "kb/chess.md"})
+    r = audit(env, [case("board game for two players", "kb/chess.md")], RetrievalParams(top_k=3, candidates=8),
+              corpus={f"kb/{n}" for n in DOCS})
+    assert lost_stage(r) == ("not_in_index", "retrieval_miss")
+    assert r["summary"]["dominant_failure"] == "retrieval_miss (not_in_index)"
+
+
+def test_not_in_sparse_candidates(env):
+    r = audit(env, [case(INDIRECT, "kb/volcano.md")], RetrievalParams(mode="sparse", top_k=3, candidates=8))
+    assert lost_stage(r) == ("not_in_sparse_candidates", "retrieval_miss")
+
+
+def test_not_in_dense_candidates(env):
+    r = audit(env, [case("green sour apples in orchards", "kb/tides.md")], RetrievalParams(mode="dense", top_k=1, candidates=2))
+    assert lost_stage(r) == ("not_in_dense_candidates", "retrieval_miss")
+
+
+def test_not_in_any_candidates(env):
+    r = audit(env, [case("green sour apples in orchards", "kb/tides.md")], RetrievalParams(top_k=1, candidates=2))
+    assert lost_stage(r) == ("not_in_any_candidates", "retrieval_miss")
+
+
+def test_dropped_by_fusion(env):
+    # Only dense finds volcano.md; with the dense weight at 0 and 3 fused slots, the three keyword
+    # matches fill them.
+    params = RetrievalParams(top_k=3, candidates=3, weights=(1.0, 0.0))
+    r = audit(env, [case(INDIRECT, "kb/volcano.md")], params)
+    stage, verdict = lost_stage(r)
+    assert (stage, verdict) == ("dropped_by_fusion", "retrieval_miss")
+    ranks = r["cases"][0]["lost"][0]["ranks"]
+    assert ranks["dense"] is not None and ranks["sparse"] is None and ranks["fused"] is None
+
+
+def test_dropped_by_reranker(env):
+    _, retriever, _, _ = env
+    retriever.reranker = LastReranker()
+    try:
+        r = audit(env, [case("volcanoes erupt lava", "kb/volcano.md")],
+                  RetrievalParams(top_k=1, candidates=8, rerank=True, rerank_candidates=8))
+    finally:
+        retriever.reranker = None
+    assert lost_stage(r) == ("dropped_by_reranker", "retrieval_miss")
+
+
+def test_below_cut(env):
+    r = audit(env, [case("volcanoes erupt lava", "kb/trail.md")], RetrievalParams(top_k=1, candidates=8))
+    stage, _ = lost_stage(r)
+    assert stage == "below_cut" and r["cases"][0]["lost"][0]["ranks"]["fused"] > 1
+
+
+P = RetrievalParams(top_k=2, candidates=8)
+
+
+def test_right_generator_answers_well(env):
+    gen = Scripted("stand-in:right", "Volcanoes erupt molten lava and ash [1].")
+    r = audit(env, [case("What do volcanoes erupt?", "kb/volcano.md", answer="molten lava and ash")], P, gen, True)
+    c = r["cases"][0]
+    assert c["verdict"] == "answered_well", c["verdict_detail"]
+    assert c["generation"]["faithfulness"] == 1.0 and c["generation"]["correctness"]["correct"]
+
+
+def test_generator_answering_from_nothing(env):
+    gen = Scripted("stand-in:nothing", "The Eiffel Tower was completed in 1889 by Gustave Eiffel [1].")
+    r = audit(env, [case("What do volcanoes erupt?", "kb/volcano.md")], P, gen, True)
+    c = r["cases"][0]
+    assert c["verdict"] == "unsupported_claims"
+    claim = c["generation"]["claims"][0]
+    assert not claim["supported"] and claim["missing_numbers"] == ["1889"] and "Eiffel" in claim["missing_names"]
+    assert r["summary"]["lever"].startswith("fix the prompt")
+
+
+def test_generator_contradicting_its_sources(env):
+    gen = Scripted("stand-in:contradict", "Volcanoes never erupt lava or ash [1].")
+    r = audit(env, [case("What do volcanoes erupt?", "kb/volcano.md")], P, gen, True)
+    c = r["cases"][0]
+    assert c["verdict"] == "unsupported_claims" and c["generation"]["claims"][0]["negation_mismatch"]
+
+
+def test_unanswerable_cases(env):
+    declining = audit(env, [case("What is the price of the enterprise licence?")], P, None, True)
+    assert declining["cases"][0]["verdict"] == "correctly_declined"
+    eager = Scripted("stand-in:eager", "Apples grow in orchards [1].")
+    r = audit(env, [case("What is the price of the enterprise licence?")], P, eager, True)
+    assert r["cases"][0]["verdict"] == "should_have_declined"
+
+
+def test_retrieved_but_not_used(env):
+    gen = Scripted("stand-in:decliner", "The sources do not contain the answer.")
+    r = audit(env, [case("What do volcanoes erupt?", "kb/volcano.md")], P, gen, True)
+    assert r["cases"][0]["verdict"] == "retrieved_but_not_used"
+
+
+def test_report_files(env, tmp_path):
+    from diagnostics.compare import compare
+    from diagnostics.report import write_reports
+
+    cases = [case("What do volcanoes erupt?", "kb/volcano.md"), case("Where do apples grow?", "kb/apples.md"),
+             case(INDIRECT, "kb/volcano.md")]
+    base = audit(env, cases, RetrievalParams(mode="sparse", top_k=2, candidates=8))
+    cur = audit(env, cases, RetrievalParams(mode="dense", top_k=2, candidates=8))
+    cur["comparison"] = compare(cur, base)
+    flipped = {f["id"]: f["direction"] for f in cur["comparison"]["flipped"]}
+    assert flipped == {INDIRECT[:10]: "fixed"}
+    assert cur["comparison"]["metrics"]["recall@3"]["label"] == "inconclusive"  # 3 cases show nothing
+    paths = write_reports(cur, tmp_path)
+    assert Path(paths["json"]).exists() and "## Against the baseline" in Path(paths["md"]).read_text()
+    html = Path(paths["html"]).read_text()
+    assert html.count("<svg") == 3 and "recall-curve" in html
