@@ -61,7 +61,8 @@ def to_markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _bars(items: list[tuple[str, float]], width: int = 560, bar_h: int = 22, color: str = "#4e79a7") -> str:
+def _bars(items: list[tuple[str, float]], width: int = 560, bar_h: int = 22, color: str = "#4e79a7",
+          colors: dict[str, str] | None = None) -> str:
     if not items:
         return "<p>nothing to plot</p>"
     top = max(v for _, v in items) or 1
@@ -71,7 +72,8 @@ def _bars(items: list[tuple[str, float]], width: int = 560, bar_h: int = 22, col
         y = 5 + i * bar_h
         w = (width - 260) * v / top
         out.append(f'<text x="0" y="{y + 15}" font-size="12">{html.escape(label)}</text>')
-        out.append(f'<rect x="200" y="{y + 3}" width="{w:.1f}" height="{bar_h - 8}" fill="{color}"/>')
+        fill = (colors or {}).get(label, color)
+        out.append(f'<rect x="200" y="{y + 3}" width="{w:.1f}" height="{bar_h - 8}" fill="{fill}"/>')
         out.append(f'<text x="{205 + w:.1f}" y="{y + 15}" font-size="12">{v:g}</text>')
     out.append("</svg>")
     return "".join(out)
@@ -145,7 +147,7 @@ tr.bad td {{ background: #fff3f0; }} tr.ok td {{ background: #f3fbf3; }} .summar
 <div class="plots">
 <figure id="recall-curve"><figcaption>Recall@k (band: bootstrap 95% interval)</figcaption>{_curve(curve)}</figure>
 <figure id="where-lost"><figcaption>Where expected sources were lost</figcaption>{_bars(lost, color="#e15759")}</figure>
-<figure id="verdicts"><figcaption>Verdicts</figcaption>{_bars(verdicts, color="#59a14f")}</figure>
+<figure id="verdicts"><figcaption>Verdicts</figcaption>{_bars(verdicts, color="#f28e2b", colors={v: "#59a14f" for v in GOOD})}</figure>
 </div>
 <h2>Overall</h2><table><tr><th>metric</th><th>mean [95% CI]</th><th>n</th></tr>{overall}</table>
 {comparison}

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rag import __version__
 from rag.config import Settings
 from rag.errors import RagError
-from service.routes import chat, documents, query
+from service.routes import audits, chat, documents, query
 from service.state import ServiceState
 
 log = logging.getLogger("rag.service")
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.include_router(query.router)
     app.include_router(chat.router)
     app.include_router(documents.router)
+    app.include_router(audits.router)
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError):

@@ -202,3 +202,30 @@ def test_report_files(env, tmp_path):
     assert Path(paths["json"]).exists() and "## Against the baseline" in Path(paths["md"]).read_text()
     html = Path(paths["html"]).read_text()
     assert html.count("<svg") == 3 and "recall-curve" in html
+
+
+def test_html_report_renders_plots_in_headless_chromium(env, tmp_path):
+    """Open report.html in a real headless browser, screenshot it, and find each plot's colours drawn."""
+    import shutil
+    import subprocess
+
+    from PIL import Image
+
+    from diagnostics.report import write_reports
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    cases = [case("What do volcanoes erupt?", "kb/volcano.md"), case(INDIRECT, "kb/volcano.md"),
+             case("Where do apples grow?", "kb/apples.md")]
+    report = audit(env, cases, RetrievalParams(mode="sparse", top_k=2, candidates=8))
+    html = write_reports(report, tmp_path)["html"]
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=1280,1400",
+                    f"--screenshot={shot}", html.as_uri()], check=True, capture_output=True, timeout=120)
+    pixels = set(Image.open(shot).convert("RGB").getdata())
+    for name, rgb in {"recall curve": (0x4E, 0x79, 0xA7), "where-lost bars": (0xE1, 0x57, 0x59),
+                      "verdict bars": (0x59, 0xA1, 0x4F)}.items():
+        assert rgb in pixels, f"the {name} did not render"

@@ -179,3 +179,21 @@ def test_cli_submits_to_the_running_service(live, tmp_path):
     locked = subprocess.run([sys.executable, "-m", "rag", "ingest", str(docs)], env=env, capture_output=True, text=True,
                             timeout=300)
     assert locked.returncode == 2 and "--submit" in locked.stderr
+
+
+def test_audit_as_an_api_job(live):
+    cases = [{"id": "a", "question": "What happens to a corrupt PDF during ingest?", "expected": [{"doc_id": "docs/ingesting.md"}]},
+             {"id": "b", "question": "What is a golden set?", "expected": [{"doc_id": "docs/evaluation.md"}]}]
+    r = live.http.post("/v1/audits", json={"collection": "docs", "cases": cases, "ks": [1, 3], "generate": True})
+    assert r.status_code == 202, r.text
+    audit_id = r.json()["id"]
+    deadline = time.monotonic() + 120
+    while (job := live.http.get(f"/v1/audits/{audit_id}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert job["status"] == "succeeded", job
+    report = job["report"]
+    assert report["overall"]["recall@3"]["mean"] == 1.0 and {c["id"] for c in report["cases"]} == {"a", "b"}
+    assert all("generation" in c for c in report["cases"])
+    bad = live.http.post("/v1/audits", json={"collection": "docs", "cases": [{"id": "x", "question": ""}]})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "golden_set_invalid"
