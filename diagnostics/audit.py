@@ -247,17 +247,33 @@ def summarize(cases: list[dict], ks: list[int]) -> dict:
     summary = {"dominant_failure": None, "lever": None,
                "text": f"{sum(n for v, n in verdicts.items() if v in GOOD)} of {len(cases)} cases fine."}
     if failures:
-        dominant = max(failures, key=failures.get)
-        key = dominant
-        if dominant == "retrieval_miss":
-            misses = {s: n for s, n in lost_counts.items() if n}
-            key = max(misses, key=misses.get)
-        summary = {
-            "dominant_failure": dominant if dominant != "retrieval_miss" else f"retrieval_miss ({key})",
-            "lever": LEVERS[key],
-            "text": f"{failures[dominant]} of {len(cases)} cases: {dominant.replace('_', ' ')}"
-                    + (f", mostly {key.replace('_', ' ')}" if key != dominant else "") + f". Lever: {LEVERS[key]}.",
-        }
+        ranked = sorted(failures.items(), key=lambda x: -x[1])
+        n_bad = sum(failures.values())
+
+        def lever_key(v: str) -> str:
+            if v != "retrieval_miss":
+                return v
+            misses = {st: n for st, n in lost_counts.items() if n}
+            return max(misses, key=misses.get) if misses else "not_in_any_candidates"
+
+        if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+            tied = [v for v, n in ranked if n == ranked[0][1]]
+            summary = {
+                "dominant_failure": None,
+                "lever": "; ".join(LEVERS[lever_key(v)] for v in tied),
+                "text": f"{n_bad} of {len(cases)} cases failed, no single dominant failure ("
+                        + ", ".join(f"{v.replace('_', ' ')}: {n}" for v, n in ranked) + ").",
+            }
+        else:
+            dominant, count = ranked[0]
+            key = lever_key(dominant)
+            summary = {
+                "dominant_failure": dominant if dominant != "retrieval_miss" else f"retrieval_miss ({key})",
+                "lever": LEVERS[key],
+                "text": f"{n_bad} of {len(cases)} cases failed; the commonest failure ({count}) is "
+                        f"{dominant.replace('_', ' ')}" + (f", mostly {key.replace('_', ' ')}" if key != dominant else "")
+                        + f". Lever: {LEVERS[key]}.",
+            }
         if len(cases) < 50:
             summary["text"] += f" With {len(cases)} cases, differences under ~{round(100 / len(cases) ** 0.5)} points are noise."
     return {"overall": overall, "where_lost": lost_counts, "verdicts": verdicts, "unmeasured": unmeasured,
