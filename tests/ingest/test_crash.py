@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from ingest.parsers import parse_file
 from ingest.pipeline import Ingestor

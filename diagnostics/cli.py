@@ -1,0 +1,142 @@
+"""`rag audit` and `rag golden ...`: the command-line face of the diagnostics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rag.cli_support import EXIT_BELOW_GATE, EXIT_ERROR, err, errors, out, settings_for
+from rag.config import Settings
+
+golden_app = typer.Typer(help="Golden sets: import, and grow them from audits.", no_args_is_help=True)
+
+
+@golden_app.command("import-beir")
+def golden_import_beir(
+    queries: Path = typer.Argument(..., help="BEIR queries.jsonl"),
+    qrels: Path = typer.Argument(..., help="BEIR qrels/<split>.tsv"),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Golden set JSONL to write."),
+) -> None:
+    """Turn a BEIR split into a golden set (relevance grades kept)."""
+    from diagnostics.golden import import_beir
+
+    with errors():
+        rows = import_beir(queries, qrels)
+    out_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out.print(f"wrote {len(rows)} cases to {out_path}")
+
+
+@golden_app.command("stubs")
+def golden_stubs(
+    report: Path = typer.Argument(..., help="An audit's report.json."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="JSONL of stubs to label, appended to."),
+    worst: int = typer.Option(20, help="How many of the worst cases."),
+) -> None:
+    """Export the worst cases of an audit as golden-set stubs (needs_label) to review and label."""
+    from diagnostics.audit import GOOD
+
+    data = json.loads(report.read_text())
+    ranked = sorted(data["cases"], key=lambda c: (c["verdict"] in GOOD, min(c["metrics"].values(), default=1.0)))
+    stubs = [{"id": f"{c['id']}-review", "question": c["question"], "needs_label": True,
+              "expected": c["expected"], "retrieved": [x["doc_id"] for x in c["retrieved"]],
+              "audit_verdict": c["verdict"]} for c in ranked[:worst] if c["verdict"] not in GOOD]
+    with open(out_path, "a") as fh:
+        fh.writelines(json.dumps(s) + "\n" for s in stubs)
+    out.print(f"appended {len(stubs)} stubs to {out_path}")
+
+
+def _parse_gates(gates: list[str]) -> dict[str, float]:
+    parsed = {}
+    for g in gates:
+        name, sep, value = g.partition("=")
+        try:
+            parsed[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            err.print(f"[bold red]error[/]: --fail-under takes METRIC=VALUE, e.g. ndcg@10=0.6 (got {g!r})")
+            raise typer.Exit(EXIT_ERROR)
+    return parsed
+
+
+def audit(
+    golden: Path = typer.Argument(..., help="Golden set JSONL."),
+    collection: Optional[str] = typer.Option(None, "--collection", "-c"),
+    k: str = typer.Option("1,3,5,10", "--k", help="Cut-offs for the metrics."),
+    generate: bool = typer.Option(False, "--generate", help="Also generate and judge the answers."),
+    out_dir: Path = typer.Option(Path("audit"), "--out", help="Where report.json/.md/.html go."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="An earlier report.json to compare with."),
+    fail_under: list[str] = typer.Option([], "--fail-under", help="METRIC=VALUE: exit 3 if below (CI gate)."),
+    corpus: list[Path] = typer.Option([], "--corpus", help="Files the collection was built from, to tell "
+                                      "'not in the corpus' from 'not in the index'."),
+) -> None:
+    """Audit retrieval (and with --generate, the answers) against a golden set; write the reports."""
+    from diagnostics.audit import Auditor
+    from diagnostics.compare import compare
+    from diagnostics.faithfulness import FaithfulnessScorer
+    from diagnostics.golden import load_golden
+    from diagnostics.report import write_reports
+    from service.retrieval import RetrievalParams
+    from service.state import ServiceState
+
+    settings = settings_for(collection)
+    gates = _parse_gates(fail_under)
+    try:
+        ks = sorted({int(x) for x in k.split(",") if x.strip()})
+    except ValueError:
+        err.print(f"[bold red]error[/]: --k takes whole numbers separated by commas (got {k!r})")
+        raise typer.Exit(EXIT_ERROR) from None
+    with errors():
+        gold = load_golden(golden)
+        base = json.loads(baseline.read_text()) if baseline else None
+        corpus_ids = _corpus_ids(corpus, settings) if corpus else None
+        state = ServiceState.build(settings, jobs=False)
+        try:
+            if state.store.get_spec(settings.collection) is None:
+                from rag.errors import CollectionNotFoundError
+
+                raise CollectionNotFoundError(f"no collection named {settings.collection!r}")
+            params = RetrievalParams(mode=settings.retrieval_mode, fusion=settings.fusion, rrf_k=settings.rrf_k,
+                                     weights=settings.rrf_weights, top_k=settings.top_k, candidates=settings.candidates)
+            scorer = FaithfulnessScorer(state.retriever.embedder, state.retriever.bm25)
+            columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+            with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+                task = bar.add_task("cases", total=len(gold.cases))
+                report = Auditor(state.answerer, state.store, scorer).run(
+                    gold, settings.collection, params, ks, generate, corpus_ids, progress=lambda n: bar.advance(task, n))
+        finally:
+            state.close()
+    if base:
+        report["comparison"] = compare(report, base)
+    paths = write_reports(report, out_dir)
+    out.print(report["summary"]["text"])
+    for name, m in report["overall"].items():
+        out.print(f"  {name:<16} {m['mean']:.3f}  [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]")
+    out.print(f"reports: {paths['md']}, {paths['html']}, {paths['json']} ({report['seconds']} s)")
+    failed = [f"{n} {report['overall'][n]['mean']:.3f} < {v}" for n, v in gates.items()
+              if n not in report["overall"] or report["overall"][n]["mean"] < v]
+    if failed:
+        err.print("[bold red]below the gate[/]: " + "; ".join(f if " < " in f else f"{f} (no such metric)" for f in failed))
+        raise typer.Exit(EXIT_BELOW_GATE)
+
+
+def _corpus_ids(paths: list[Path], settings: Settings) -> set[str]:
+    """Document ids of the given corpus files, as ingest would assign them (BEIR ids read from the file)."""
+    from ingest.parsers import parse_file
+    from ingest.pipeline import discover
+
+    ids = set()
+    for path, doc_id, skip in discover(paths):
+        if skip:
+            continue
+        if path.suffix == ".jsonl":
+            ids.update(d.doc_id for d in parse_file(path, doc_id, 10**10))
+        else:
+            ids.add(doc_id)
+    return ids
+
+
