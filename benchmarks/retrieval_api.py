@@ -138,8 +138,9 @@ def main() -> None:
             configs = {
                 "sparse (Qdrant BM25)": {"mode": "sparse"},
                 "dense (all-MiniLM-L6-v2)": {"mode": "dense"},
-                "hybrid RRF (default settings)": {"mode": "hybrid"},
-                "hybrid DBSF": {"mode": "hybrid", "fusion": {"method": "dbsf"}},
+                "hybrid RRF (k=2, equal weights)": {"mode": "hybrid", "fusion": {"method": "rrf", "rrf_k": 2}},
+                "hybrid RRF (k=60)": {"mode": "hybrid", "fusion": {"method": "rrf", "rrf_k": 60}},
+                "hybrid DBSF (the default)": {"mode": "hybrid", "fusion": {"method": "dbsf"}},
             }
             result[args.split] = {name: evaluate(run_config(http, queries, body), qrels) for name, body in configs.items()}
             result[args.split]["rank-bm25 BM25Okapi (whole documents)"] = rank_bm25_baseline(queries, qrels)

@@ -21,8 +21,8 @@ STAGE_FIELDS = ["doc_id"]
 @dataclass(frozen=True)
 class RetrievalParams:
     mode: Mode = "hybrid"
-    fusion: Literal["rrf", "dbsf"] = "rrf"
-    rrf_k: int = 60
+    fusion: Literal["rrf", "dbsf"] = "dbsf"  # the measured default; see rag/config.py
+    rrf_k: int = 2
     weights: tuple[float, float] | None = None  # (sparse, dense)
     top_k: int = 5
     candidates: int = 100

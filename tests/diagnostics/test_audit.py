@@ -119,7 +119,7 @@ def test_not_in_any_candidates(env):
 def test_dropped_by_fusion(env):
     # Only dense finds volcano.md; with the dense weight at 0 and 3 fused slots, the three keyword
     # matches fill them.
-    params = RetrievalParams(top_k=3, candidates=3, weights=(1.0, 0.0))
+    params = RetrievalParams(top_k=3, candidates=3, fusion="rrf", weights=(1.0, 0.0))
     r = audit(env, [case(INDIRECT, "kb/volcano.md")], params)
     stage, verdict = lost_stage(r)
     assert (stage, verdict) == ("dropped_by_fusion", "retrieval_miss")

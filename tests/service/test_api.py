@@ -37,7 +37,7 @@ def test_query_answers_with_citations_and_stage_ranks(live):
     assert set(body["contexts"][0]["stages"]) <= {"sparse", "dense", "fused"} and "fused" in body["contexts"][0]["stages"]
     assert {"embed", "search", "generation", "total"} <= set(body["timings_ms"])
     m = body["manifest"]
-    assert m["embedding"]["model"] == "all-MiniLM-L6-v2" and m["retrieval"]["rrf_k"] == 60 and m["generator"] == "extractive"
+    assert m["embedding"]["model"] == "all-MiniLM-L6-v2" and m["retrieval"]["fusion"] == "dbsf" and m["generator"] == "extractive"
 
 
 def test_extractive_generator_declines_when_nothing_answers(live):
@@ -53,10 +53,11 @@ def test_single_retriever_modes(live, mode):
 
 
 def test_dbsf_and_weights_and_filters(live):
-    body = ask(live, question="glucose metabolism", collection="scifact", fusion={"method": "dbsf"}, generate=False).json()
-    assert body["manifest"]["retrieval"]["fusion"] == "dbsf" and body["contexts"]
-    weighted = ask(live, question="glucose metabolism", collection="scifact", fusion={"rrf_k": 2, "weights": [0, 1]},
-                   generate=False).json()
+    body = ask(live, question="glucose metabolism", collection="scifact", fusion={"method": "rrf", "rrf_k": 60},
+               generate=False).json()
+    assert body["manifest"]["retrieval"]["fusion"] == "rrf" and body["manifest"]["retrieval"]["rrf_k"] == 60
+    weighted = ask(live, question="glucose metabolism", collection="scifact",
+                   fusion={"method": "rrf", "rrf_k": 2, "weights": [0, 1]}, generate=False).json()
     dense = ask(live, question="glucose metabolism", collection="scifact", mode="dense", generate=False).json()
     # With the sparse weight at 0, RRF ranks exactly as the dense retriever does.
     assert [c["chunk_id"] for c in weighted["contexts"]] == [c["chunk_id"] for c in dense["contexts"]]

@@ -39,7 +39,7 @@ def retriever(tmp_path_factory, embedder):
 
 def test_rrf_scores_match_hand_computation(retriever):
     for k in (2, 60):
-        res = retriever.retrieve("sci", "cancer cells and tumour growth", RetrievalParams(rrf_k=k, top_k=10, candidates=40))
+        res = retriever.retrieve("sci", "cancer cells and tumour growth", RetrievalParams(fusion="rrf", rrf_k=k, top_k=10, candidates=40))
         sparse, dense = res.stages["sparse"], res.stages["dense"]
         for cid, _, score in res.stages["fused"].hits[:10]:
             expected = sum(1 / (k + h.rank - 1) for h in (sparse.rank_of(cid), dense.rank_of(cid)) if h)
@@ -47,7 +47,7 @@ def test_rrf_scores_match_hand_computation(retriever):
 
 
 def test_weighted_rrf_by_hand(retriever):
-    res = retriever.retrieve("sci", "cancer cells", RetrievalParams(rrf_k=10, weights=(1.0, 3.0), top_k=5, candidates=40))
+    res = retriever.retrieve("sci", "cancer cells", RetrievalParams(fusion="rrf", rrf_k=10, weights=(1.0, 3.0), top_k=5, candidates=40))
     for cid, _, score in res.stages["fused"].hits[:5]:
         terms = [(res.stages["sparse"].rank_of(cid), 1.0), (res.stages["dense"].rank_of(cid), 3.0)]
         expected = sum(1 / (h.rank / w + 10 - 1) for h, w in terms if h)
