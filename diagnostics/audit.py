@@ -88,8 +88,9 @@ def where_lost(doc_id: str, result: RetrievalResult, params: RetrievalParams, cu
 
 
 class Auditor:
-    def __init__(self, answerer: Answerer, store: Store, scorer: FaithfulnessScorer | None = None):
-        self.answerer, self.store, self.scorer = answerer, store, scorer
+    def __init__(self, answerer: Answerer, store: Store, scorer: FaithfulnessScorer | None = None, judge=None):
+        """`judge`: an optional RagasJudge for LLM-judged metrics on generated answers."""
+        self.answerer, self.store, self.scorer, self.judge = answerer, store, scorer, judge
 
     def run(self, golden: GoldenSet, collection: str, params: RetrievalParams, ks: Iterable[int] = (1, 3, 5, 10),
             generate: bool = False, corpus: set[str] | None = None,
@@ -112,7 +113,8 @@ class Auditor:
             "settings": {"ks": ks, "cut": cut, "generate": generate, "mode": params.mode, "fusion": params.fusion,
                          "rrf_k": params.rrf_k, "weights": params.weights, "candidates": params.candidates,
                          "rerank": params.rerank, "generator": self.answerer.generator.name if generate else None,
-                         "faithfulness_scorer": self.scorer.name if (generate and self.scorer) else None},
+                         "faithfulness_scorer": self.scorer.name if (generate and self.scorer) else None,
+                         "judge": self.judge.name if (generate and self.judge) else None},
             "golden": {"cases": len(golden.cases), "stubs_skipped": golden.stubs},
             "cases": cases,
             "seconds": 0.0,
@@ -173,6 +175,9 @@ class Auditor:
             scored = self.scorer.score_answer(g.answer, [c.text for c in shown])
             out["faithfulness"] = scored["faithfulness"]
             out["claims"] = [asdict(c) for c in scored["claims"]]
+        if self.judge is not None:
+            answer = None if (g.error or g.declined) else g.answer
+            out["judge"] = self.judge.judge(case.question, answer, [c.text for c in shown], case.answer)
         if case.answer and g.answer and not g.error:
             plain = " ".join(split_claims(g.answer)) or g.answer
             f1 = token_f1(plain, case.answer)
@@ -236,6 +241,21 @@ def summarize(cases: list[dict], ks: list[int]) -> dict:
         lo, hi = bootstrap_ci(faith)
         overall["faithfulness"] = {"mean": round(mean(faith), 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(faith),
                                    "unmeasured": len(unmeasured)}
+    judged: dict[str, list[float]] = {}
+    judge_unmeasured: dict[str, list[dict]] = {}
+    for c in cases:
+        for metric, res in c.get("generation", {}).get("judge", {}).items():
+            if "value" in res:
+                judged.setdefault(metric, []).append(res["value"])
+            else:
+                judge_unmeasured.setdefault(metric, []).append({"id": c["id"], "reason": res["unmeasured"]})
+    for metric in sorted(set(judged) | set(judge_unmeasured)):
+        vals = judged.get(metric, [])
+        entry = {"mean": None, "ci95": None, "n": len(vals), "unmeasured": len(judge_unmeasured.get(metric, []))}
+        if vals:
+            lo, hi = bootstrap_ci(vals)
+            entry.update(mean=round(mean(vals), 4), ci95=[round(lo, 4), round(hi, 4)])
+        overall[f"judge_{metric}"] = entry
     lost_counts = {s: 0 for s in LOST_STAGES}
     for c in cases:
         for item in c["lost"]:
@@ -277,4 +297,5 @@ def summarize(cases: list[dict], ks: list[int]) -> dict:
         if len(cases) < 50:
             summary["text"] += f" With {len(cases)} cases, differences under ~{round(100 / len(cases) ** 0.5)} points are noise."
     return {"overall": overall, "where_lost": lost_counts, "verdicts": verdicts, "unmeasured": unmeasured,
+            "judge_unmeasured": judge_unmeasured,
             "summary": summary}

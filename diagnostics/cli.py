@@ -68,6 +68,8 @@ def audit(
     collection: Optional[str] = typer.Option(None, "--collection", "-c"),
     k: str = typer.Option("1,3,5,10", "--k", help="Cut-offs for the metrics."),
     generate: bool = typer.Option(False, "--generate", help="Also generate and judge the answers."),
+    judge: bool = typer.Option(False, "--judge", help="With --generate: add ragas's LLM-judged metrics "
+                               "(RAG_JUDGE_* or RAG_LLM_* endpoint); judgments are cached under the data dir."),
     out_dir: Path = typer.Option(Path("audit"), "--out", help="Where report.json/.md/.html go."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="An earlier report.json to compare with."),
     fail_under: list[str] = typer.Option([], "--fail-under", help="METRIC=VALUE: exit 3 if below (CI gate)."),
@@ -103,10 +105,15 @@ def audit(
             params = RetrievalParams(mode=settings.retrieval_mode, fusion=settings.fusion, rrf_k=settings.rrf_k,
                                      weights=settings.rrf_weights, top_k=settings.top_k, candidates=settings.candidates)
             scorer = FaithfulnessScorer(state.retriever.embedder, state.retriever.bm25)
+            ragas_judge = None
+            if judge:
+                from diagnostics.judge import RagasJudge
+
+                ragas_judge = RagasJudge(settings, settings.data_dir / "judge_cache.jsonl")
             columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
             with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
                 task = bar.add_task("cases", total=len(gold.cases))
-                report = Auditor(state.answerer, state.store, scorer).run(
+                report = Auditor(state.answerer, state.store, scorer, ragas_judge).run(
                     gold, settings.collection, params, ks, generate, corpus_ids, progress=lambda n: bar.advance(task, n))
         finally:
             state.close()
@@ -115,10 +122,11 @@ def audit(
     paths = write_reports(report, out_dir)
     out.print(report["summary"]["text"])
     for name, m in report["overall"].items():
-        out.print(f"  {name:<16} {m['mean']:.3f}  [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]")
+        out.print(f"  {name:<22} " + (f"{m['mean']:.3f}  [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]" if m["mean"] is not None
+                                      else f"unmeasured ({m.get('unmeasured', 0)} cases)"))
     out.print(f"reports: {paths['md']}, {paths['html']}, {paths['json']} ({report['seconds']} s)")
-    failed = [f"{n} {report['overall'][n]['mean']:.3f} < {v}" for n, v in gates.items()
-              if n not in report["overall"] or report["overall"][n]["mean"] < v]
+    failed = [f"{n} {report['overall'][n]['mean'] or 0:.3f} < {v}" for n, v in gates.items()
+              if n not in report["overall"] or report["overall"][n]["mean"] is None or report["overall"][n]["mean"] < v]
     if failed:
         err.print("[bold red]below the gate[/]: " + "; ".join(f if " < " in f else f"{f} (no such metric)" for f in failed))
         raise typer.Exit(EXIT_BELOW_GATE)

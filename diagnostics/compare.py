@@ -15,6 +15,8 @@ def compare(current: dict, baseline: dict) -> dict:
         pairs = [(c["metrics"].get(name, c["span"].get(name)), b["metrics"].get(name, b["span"].get(name)))
                  for c, b in paired]
         pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+        if name.startswith("judge_"):
+            continue  # judged metrics are compared by their means in the reports, not paired here
         if name == "faithfulness":
             pairs = [(c["generation"]["faithfulness"], b["generation"]["faithfulness"]) for c, b in paired
                      if c.get("generation", {}).get("faithfulness") is not None

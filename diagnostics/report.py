@@ -21,7 +21,10 @@ def write_reports(report: dict, out_dir: Path) -> dict[str, Path]:
 
 
 def _fmt(m: dict) -> str:
-    return f"{m['mean']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]"
+    if m["mean"] is None:
+        return f"unmeasured ({m.get('unmeasured', 0)} cases)"
+    text = f"{m['mean']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]"
+    return text + (f", {m['unmeasured']} unmeasured" if m.get("unmeasured") else "")
 
 
 def to_markdown(r: dict) -> str:
@@ -35,6 +38,9 @@ def to_markdown(r: dict) -> str:
         lines += [f"{len(r['golden']['stubs_skipped'])} unlabelled stubs skipped.", ""]
     lines += ["## Overall (mean, bootstrap 95% interval)", "", "| metric | value | n |", "|---|---|---|"]
     lines += [f"| {k} | {_fmt(m)} | {m['n']} |" for k, m in r["overall"].items()]
+    for metric, items in r.get("judge_unmeasured", {}).items():
+        reasons = sorted({i["reason"] for i in items})
+        lines += ["", f"Judge {metric} unmeasured for {len(items)} cases: " + "; ".join(reasons[:3])]
     if r.get("unmeasured"):
         lines += ["", f"Faithfulness unmeasured for {len(r['unmeasured'])} cases (no answer to score): "
                   + ", ".join(r["unmeasured"][:20])]

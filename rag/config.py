@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(512, gt=0)
     llm_temperature: float = Field(0.0, ge=0)
     fewshot_path: Path | None = Field(None, description="JSONL of {question, sources, answer} examples.")
+    # The ragas judge for audits; each unset value falls back to the llm_* one.
+    judge_base_url: str | None = None
+    judge_api_key: SecretStr | None = None
+    judge_model: str | None = None
 
     # API
     host: str = "127.0.0.1"

@@ -229,3 +229,42 @@ def test_html_report_renders_plots_in_headless_chromium(env, tmp_path):
     for name, rgb in {"recall curve": (0x4E, 0x79, 0xA7), "where-lost bars": (0xE1, 0x57, 0x59),
                       "verdict bars": (0x59, 0xA1, 0x4F)}.items():
         assert rgb in pixels, f"the {name} did not render"
+
+
+def test_ragas_judge_caches_and_reports_unmeasured(env, tmp_path):
+    """ragas's LLM-judged metrics through an OpenAI-compatible endpoint (the wire-level stand-in, which
+    returns schema-valid JSON): values parsed, cached so a rerun makes no judge call, and cases the judge
+    cannot score reported as unmeasured with a reason, never as NaN."""
+    from diagnostics.judge import RagasJudge
+    from rag.config import Settings
+    from tests.service.llm_standin import StandIn
+
+    standin = StandIn()
+    try:
+        settings = Settings(_env_file=None, judge_base_url=standin.url, judge_model="judge", llm_max_retries=0,
+                            llm_timeout_s=5)
+        cases = [case("What do volcanoes erupt?", "kb/volcano.md", answer="molten lava and ash"),
+                 case("Where do apples grow?", "kb/apples.md")]
+        judge = RagasJudge(settings, tmp_path / "cache.jsonl")
+        store, retriever, scorer, extractive = env
+        run = lambda j: Auditor(Answerer(retriever, extractive), store, scorer, j).run(  # noqa: E731
+            GoldenSet(cases), "kb", P, (1, 3), True)
+        first = run(judge)
+        assert first["overall"]["judge_faithfulness"]["n"] == 2
+        assert first["overall"]["judge_context_recall"] == {"mean": 1.0, "ci95": [1.0, 1.0], "n": 1, "unmeasured": 1}
+        assert first["judge_unmeasured"]["context_recall"][0]["reason"] == "no reference answer in the golden set"
+        calls = judge.calls
+        assert calls >= 4 and len(standin.requests) >= calls
+
+        again = RagasJudge(settings, tmp_path / "cache.jsonl")  # a new process would read the same cache
+        second = run(again)
+        assert again.calls == 0 and second["overall"]["judge_faithfulness"] == first["overall"]["judge_faithfulness"]
+
+        standin.mode = "500"
+        failing = RagasJudge(settings, tmp_path / "other-cache.jsonl")
+        broken = run(failing)
+        assert broken["overall"]["judge_faithfulness"]["mean"] is None
+        assert broken["overall"]["judge_faithfulness"]["unmeasured"] == 2
+        assert "judge failed" in broken["judge_unmeasured"]["faithfulness"][0]["reason"]
+    finally:
+        standin.close()

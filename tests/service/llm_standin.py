@@ -1,6 +1,7 @@
 """A wire-level stand-in for an OpenAI-compatible server, named as such: it speaks the HTTP of
 `/v1/chat/completions` (JSON and server-sent events) and misbehaves on demand, so the generation path's
-failure handling is tested against real sockets. The happy path is also tested against a real model
+failure handling is tested against real sockets. Asked for JSON (as ragas's judge asks, through
+instructor), it returns a minimal instance of the schema in the prompt: plumbing, not judgment. The happy path is also tested against a real model
 server (llama.cpp) where one is installed: see tests/service/test_llm_real.py.
 """
 
@@ -10,6 +11,34 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _instance(schema: dict, defs: dict):
+    """A minimal instance of a JSON schema (every property filled, lists of one, numbers 1)."""
+    if "$ref" in schema:
+        return _instance(defs[schema["$ref"].split("/")[-1]], defs)
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in schema:
+            options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
+            return _instance(options[0], defs)
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        return {k: _instance(v, defs) for k, v in schema.get("properties", {}).items()}
+    if kind == "array":
+        return [_instance(schema.get("items", {"type": "string"}), defs)]
+    return {"string": "a statement from the stand-in", "integer": 1, "number": 1.0, "boolean": True,
+            "null": None}.get(kind, "x")
+
+
+def _json_answer(messages: list[dict]) -> str:
+    """Answer a JSON-mode request (instructor puts the schema in the prompt) with a valid instance."""
+    text = "\n".join(m["content"] for m in messages if isinstance(m.get("content"), str))
+    start = text.index("json_schema:") + len("json_schema:")
+    end = text.index("Make sure to return an instance")
+    schema = json.loads(text[start:end])
+    return json.dumps(_instance(schema, schema.get("$defs", {})))
 
 
 class StandIn:
@@ -60,8 +89,9 @@ class StandIn:
                     self.wfile.write(f"data: {json.dumps(done)}\n\n".encode())
                     self.wfile.write(b"data: [DONE]\n\n")
                     return
+                content = _json_answer(body["messages"]) if body.get("response_format") else outer.answer
                 resp = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": outer.answer},
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                      "finish_reason": "stop"}]}
                 data = json.dumps(resp).encode()
                 self.send_response(200)
