@@ -198,3 +198,13 @@ def test_audit_as_an_api_job(live):
     assert all("generation" in c for c in report["cases"])
     bad = live.http.post("/v1/audits", json={"collection": "docs", "cases": [{"id": "x", "question": ""}]})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "golden_set_invalid"
+
+
+def test_serve_refuses_a_store_owned_by_another_process(live):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAG_DATA_DIR": str(live.settings.data_dir), "RAG_PORT": "0"}
+    res = subprocess.run([sys.executable, "-m", "rag", "serve"], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "store_locked" in res.stderr and "Traceback" not in res.stderr

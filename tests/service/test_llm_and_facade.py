@@ -102,3 +102,20 @@ def test_facade_errors(live):
         client.chat.completions.create(model="rag/nope", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="rag", messages=[{"role": "system", "content": "only system"}])
+
+
+def test_fewshot_examples_go_before_the_question(base_settings, standin, tmp_path):
+    shots = tmp_path / "shots.jsonl"
+    shots.write_text(json.dumps({"question": "What colour is the sky?", "sources": ["The sky is blue."],
+                                 "answer": "The sky is blue [1]."}) + "\n")
+    settings = base_settings.model_copy(update={"llm_base_url": standin.url, "llm_model": "stand-in",
+                                                "fewshot_path": shots, "llm_max_retries": 0})
+    server = LiveServer(settings)
+    try:
+        standin.mode = "ok"
+        server.http.post("/v1/query", json={"question": "What do cats eat?"})
+        messages = standin.requests[-1]["messages"]
+        assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+        assert "The sky is blue." in messages[1]["content"] and messages[2]["content"] == "The sky is blue [1]."
+    finally:
+        server.stop()
