@@ -144,7 +144,7 @@ class Auditor:
         if generate:
             gen = self._generation(case, shown)
             out["generation"] = gen
-        out["verdict"], out["verdict_detail"] = verdict(case, out["lost"], cut_docs, gen, indexed)
+        out["verdict"], out["verdict_detail"] = verdict(case, out["lost"], cut_docs, gen)
         return out
 
     @staticmethod
@@ -190,12 +190,14 @@ class Auditor:
         return out
 
 
-def verdict(case: Case, lost: list[dict], cut_docs: set[str], gen: dict | None, indexed: set[str]) -> tuple[str, str]:
+def verdict(case: Case, lost: list[dict], cut_docs: set[str], gen: dict | None) -> tuple[str, str]:
+    """(verdict, detail) for one case: retrieval is judged first, generation only on good retrieval."""
     rel = case.relevance
+    failed = gen is not None and gen.get("error")
     if not rel:  # the corpus cannot answer this one
         if gen is None:
             return "retrieved", "no expected sources (unanswerable case); run with --generate to judge the answer"
-        if gen.get("error"):
+        if failed:
             return "generation_error", gen["error"]["code"]
         if gen["declined"]:
             return "correctly_declined", "declined a question the corpus cannot answer"
@@ -207,7 +209,7 @@ def verdict(case: Case, lost: list[dict], cut_docs: set[str], gen: dict | None, 
         return "retrieval_miss", "/".join(stages)
     if gen is None:
         return "retrieved", "an expected source is in the contexts"
-    if gen.get("error"):
+    if failed:
         return "generation_error", gen["error"]["code"]
     if gen["declined"]:
         return "retrieved_but_not_used", "declined although an expected source was in the contexts"
@@ -224,23 +226,20 @@ def verdict(case: Case, lost: list[dict], cut_docs: set[str], gen: dict | None, 
 
 def summarize(cases: list[dict], ks: list[int]) -> dict:
     """Overall metrics with bootstrap 95% intervals, the where-lost breakdown, verdicts, and the lever."""
-    names = list(cases[0]["metrics"]) if any(c["metrics"] for c in cases) else []
-    overall = {}
-    for name in names:
-        vals = [c["metrics"][name] for c in cases if c["metrics"]]
+    def stat(vals: list[float]) -> dict:
         lo, hi = bootstrap_ci(vals)
-        overall[name] = {"mean": round(mean(vals), 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(vals)}
+        return {"mean": round(mean(vals), 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(vals)}
+
+    # Unanswerable cases have no metrics: take the names from the first case that has them.
+    names = next((list(c["metrics"]) for c in cases if c["metrics"]), [])
+    overall = {name: stat([c["metrics"][name] for c in cases if c["metrics"]]) for name in names}
     span_names = sorted({k for c in cases for k in c["span"]}, key=lambda n: int(n.split("@")[1]))
     for name in span_names:
-        vals = [c["span"][name] for c in cases if c["span"]]
-        lo, hi = bootstrap_ci(vals)
-        overall[name] = {"mean": round(mean(vals), 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(vals)}
+        overall[name] = stat([c["span"][name] for c in cases if c["span"]])
     faith = [c["generation"]["faithfulness"] for c in cases if c.get("generation", {}).get("faithfulness") is not None]
     unmeasured = [c["id"] for c in cases if "generation" in c and c["generation"].get("faithfulness") is None]
     if faith:
-        lo, hi = bootstrap_ci(faith)
-        overall["faithfulness"] = {"mean": round(mean(faith), 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(faith),
-                                   "unmeasured": len(unmeasured)}
+        overall["faithfulness"] = {**stat(faith), "unmeasured": len(unmeasured)}
     judged: dict[str, list[float]] = {}
     judge_unmeasured: dict[str, list[dict]] = {}
     for c in cases:
@@ -251,11 +250,8 @@ def summarize(cases: list[dict], ks: list[int]) -> dict:
                 judge_unmeasured.setdefault(metric, []).append({"id": c["id"], "reason": res["unmeasured"]})
     for metric in sorted(set(judged) | set(judge_unmeasured)):
         vals = judged.get(metric, [])
-        entry = {"mean": None, "ci95": None, "n": len(vals), "unmeasured": len(judge_unmeasured.get(metric, []))}
-        if vals:
-            lo, hi = bootstrap_ci(vals)
-            entry.update(mean=round(mean(vals), 4), ci95=[round(lo, 4), round(hi, 4)])
-        overall[f"judge_{metric}"] = entry
+        base = stat(vals) if vals else {"mean": None, "ci95": None, "n": 0}
+        overall[f"judge_{metric}"] = {**base, "unmeasured": len(judge_unmeasured.get(metric, []))}
     lost_counts = {s: 0 for s in LOST_STAGES}
     for c in cases:
         for item in c["lost"]:

@@ -268,3 +268,8 @@ def test_ragas_judge_caches_and_reports_unmeasured(env, tmp_path):
         assert "judge failed" in broken["judge_unmeasured"]["faithfulness"][0]["reason"]
     finally:
         standin.close()
+
+
+def test_overall_metrics_when_the_first_case_is_unanswerable(env):
+    r = audit(env, [case("What is the price of the enterprise licence?"), case("Where do apples grow?", "kb/apples.md")], P)
+    assert r["overall"]["recall@1"]["n"] == 1 and r["overall"]["recall@1"]["mean"] == 1.0
