@@ -9,12 +9,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_EXTRA_INDEX_URL=${PIP
 WORKDIR /app
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+# hadolint ignore=DL3013
 RUN pip install "${TORCH_SPEC}"
 COPY pyproject.toml README.md ./
 COPY rag ./rag
 COPY ingest ./ingest
 COPY service ./service
 COPY diagnostics ./diagnostics
+# The project itself: its dependencies are pinned or bounded in pyproject.toml.
+# hadolint ignore=DL3013
 RUN pip install .
 # Fail the build, not the container, if the model cannot load offline.
 RUN HF_HUB_OFFLINE=1 rag --help >/dev/null && \
@@ -26,7 +29,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY docs /app/docs
 ENV PATH=/opt/venv/bin:$PATH HF_HUB_OFFLINE=1 RAG_DATA_DIR=/data PYTHONUNBUFFERED=1
 RUN mkdir -p /data && chown rag:rag /data
-USER rag
+USER 10001
 WORKDIR /app
 VOLUME ["/data"]
 ENV RAG_HOST=0.0.0.0 RAG_PORT=8000
