@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     api_keys: dict[str, list[str]] | None = Field(
         None, description='JSON {"key": ["collection", ...]}; "*" allows all. Unset = open (logged loudly).'
     )
+    rate_limit_per_minute: int | None = Field(
+        None, gt=0, description="Requests per minute per API key (per client address when open); unset = none."
+    )
     max_question_chars: int = Field(2000, gt=0)
     max_upload_mb: float = Field(50.0, gt=0)
     max_upload_files: int = Field(100, gt=0)

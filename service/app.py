@@ -21,8 +21,8 @@ from service.state import ServiceState
 log = logging.getLogger("rag.service")
 
 
-def _error(status: int, code: str, message: str, **extra) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+def _error(status: int, code: str, message: str, headers: dict | None = None, **extra) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status, headers=headers)
 
 
 def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError):
         _count(request, exc.code)
-        return _error(exc.http_status, exc.code, str(exc))
+        return _error(exc.http_status, exc.code, str(exc), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

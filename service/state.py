@@ -16,6 +16,7 @@ from service.generation.extractive import ExtractiveGenerator
 from service.generation.llm import LLMGenerator
 from service.jobs import JobManager
 from service.metrics import Metrics
+from service.ratelimit import RateLimiter
 from service.retrieval import CrossEncoderReranker, Retriever
 
 log = logging.getLogger("rag.service")
@@ -29,6 +30,7 @@ class ServiceState:
     answerer: Answerer
     jobs: JobManager | None
     metrics: Metrics
+    limiter: RateLimiter | None = None
     ready: bool = False
 
     @classmethod
@@ -48,7 +50,8 @@ class ServiceState:
         job_manager = JobManager(settings.data_dir / "jobs", run_job) if jobs else None
         if jobs and not settings.api_keys:
             log.warning("NO API KEYS CONFIGURED: the API is open to anyone who can reach it. Set RAG_API_KEYS.")
-        return cls(settings, store, retriever, Answerer(retriever, generator), job_manager, Metrics())
+        limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+        return cls(settings, store, retriever, Answerer(retriever, generator), job_manager, Metrics(), limiter)
 
     def close(self) -> None:
         if self.jobs:

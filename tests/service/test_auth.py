@@ -47,3 +47,31 @@ def test_chat_facade_needs_a_key(secured):
     r = secured.http.post("/v1/chat/completions", json={"model": "rag/scifact", "messages": [{"role": "user", "content": "x"}]},
                           headers={"Authorization": "Bearer docs-key"})
     assert r.status_code == 403
+
+
+def test_rate_limit_per_key(base_settings):
+    server = LiveServer(base_settings.model_copy(update={"api_keys": KEYS, "rate_limit_per_minute": 3}))
+    try:
+        docs = {"X-API-Key": "docs-key"}
+        codes = [server.http.get("/v1/collections", headers=docs).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        r = server.http.get("/v1/collections", headers=docs)
+        assert r.json()["error"]["code"] == "rate_limited" and int(r.headers["Retry-After"]) >= 1
+        # Another key has its own bucket.
+        assert server.http.get("/v1/collections", headers={"X-API-Key": "sci-key"}).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_token_bucket_refills():
+    from service.ratelimit import RateLimited, RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(60, clock=lambda: now[0])  # one token a second, bursts of 60
+    for _ in range(60):
+        limiter.check("a")
+    with pytest.raises(RateLimited):
+        limiter.check("a")
+    now[0] += 1.0
+    limiter.check("a")
+    limiter.check("b")
