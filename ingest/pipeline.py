@@ -19,7 +19,8 @@ from typing import Callable, Iterable
 
 from ingest.chunking import Chunk, ChunkerSettings, chunk_text
 from ingest.documents import Document
-from ingest.parsers import doc_type_of, parse_file
+from ingest.isolation import IsolatedParser
+from ingest.parsers import doc_type_of
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import ParseError
@@ -140,9 +141,22 @@ class Ingestor:
         tick("files_total", len(files))
         claimed: dict[str, str] = {}  # doc_id -> source, in this job
         protected: set[str] = set()  # sources that failed: their stored documents stay
+        parser = IsolatedParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb)
+        try:
+            self._run_files(files, collection, state, by_source, claimed, protected, report, parser, tick)
+        finally:
+            parser.close()
+        if sync:
+            self._sync(collection, paths, state, claimed, protected, report)
+        self.store.flush()
+        report.points = self.store.count(collection)
+        report.seconds = round(time.perf_counter() - t0, 3)
+        return report
+
+    def _run_files(self, files, collection, state, by_source, claimed, protected, report, parser, tick) -> None:
+        """Parse, plan and write file by file; per-file failures go into the report."""
         batch: list[_DocWork] = []
         pending = 0
-
         for path, doc_id, skip in files:
             tick("files", 1)
             source = str(path)
@@ -150,7 +164,7 @@ class Ingestor:
                 report.files.append(FileResult(source, "skipped", reason=skip))
                 continue
             try:
-                docs = parse_file(path, doc_id, int(self.settings.max_file_mb * 1e6))
+                docs = parser.parse(path, doc_id, int(self.settings.max_file_mb * 1e6))
                 for doc in docs:
                     owner = claimed.get(doc.doc_id) or state.get(doc.doc_id, {}).get("source")
                     if owner is not None and owner != source:
@@ -184,13 +198,6 @@ class Ingestor:
             )
             report.files.append(FileResult(source, status, len(docs), n_chunks))
         self._write(collection, batch, report, tick)
-
-        if sync:
-            self._sync(collection, paths, state, claimed, protected, report)
-        self.store.flush()
-        report.points = self.store.count(collection)
-        report.seconds = round(time.perf_counter() - t0, 3)
-        return report
 
     def _plan(self, doc: Document, state: dict) -> _DocWork:
         """What it takes to bring the stored chunks of `doc` to what they should be (maybe nothing)."""

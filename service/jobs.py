@@ -72,7 +72,12 @@ class JobManager:
             self._save(job)
 
     def get(self, job_id: str) -> dict | None:
+        """The job, from memory or from the jobs folder (which replicas sharing a volume all see)."""
         job = self._jobs.get(job_id)
+        if job is None and job_id.isalnum():
+            path = self.dir / f"{job_id}.json"
+            if path.exists():
+                job = json.loads(path.read_text())
         return dict(job) if job else None
 
     def shutdown(self) -> None:

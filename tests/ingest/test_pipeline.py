@@ -188,3 +188,19 @@ def test_second_process_is_told_the_store_is_owned(tmp_path, settings, store):
 def test_store_lock_in_process(settings, store):
     with pytest.raises(StoreLockedError):
         open_store(settings)
+
+
+def test_a_parse_over_its_time_limit_fails_that_file_alone(tmp_path, settings, store, embedder):
+    from reportlab.pdfgen import canvas
+
+    docs = make_folder(tmp_path)
+    c = canvas.Canvas(str(docs / "slow.pdf"))  # one page of 80,000 text runs: pypdf needs ~5-10 s
+    for i in range(80_000):
+        c.drawString(10 + (i % 50) * 10, 10 + (i // 50) % 80 * 10, f"w{i}")
+    c.save()
+    slow = settings.model_copy(update={"parse_timeout_s": 3.0})
+    report = Ingestor(slow, store, embedder).run([docs], "test")
+    failed = {Path(f.path).name: f.reason for f in report.failed}
+    assert list(failed) == ["slow.pdf"] and "longer than 3 s" in failed["slow.pdf"]
+    # The worker was replaced: the files after it (solar.docx, sub/...) still went in.
+    assert report.count("added") == 5
