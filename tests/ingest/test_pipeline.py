@@ -204,3 +204,57 @@ def test_a_parse_over_its_time_limit_fails_that_file_alone(tmp_path, settings, s
     assert list(failed) == ["slow.pdf"] and "longer than 3 s" in failed["slow.pdf"]
     # The worker was replaced: the files after it (solar.docx, sub/...) still went in.
     assert report.count("added") == 5
+
+
+def test_a_parser_worker_that_dies_fails_that_file_alone(tmp_path):
+    """The worker killed mid-parse (as the OOM killer would): that file fails at once, the next parses."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from reportlab.pdfgen import canvas
+
+    from ingest.isolation import IsolatedParser
+
+    slow = tmp_path / "slow.pdf"
+    c = canvas.Canvas(str(slow))
+    for i in range(80_000):
+        c.drawString(10 + (i % 50) * 10, 10 + (i // 50) % 80 * 10, f"w{i}")
+    c.save()
+    ok = tmp_path / "ok.txt"
+    ok.write_text("A small and healthy file.")
+    parser = IsolatedParser(timeout_s=120, memory_mb=4096)
+    outcome = {}
+
+    def run():
+        try:
+            parser.parse(slow, "slow", 10**9)
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+
+    try:
+        parser.parse(ok, "ok", 10**9)  # the worker is up
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(1.0)
+        workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _is_worker_of(int(p), os.getpid())]
+        assert workers
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        started = time.monotonic()
+        t.join(timeout=60)
+        assert time.monotonic() - started < 30  # not the 120 s time limit
+        assert "died" in str(outcome["error"])
+        assert parser.parse(ok, "ok", 10**9)[0].text == "A small and healthy file."
+    finally:
+        parser.close()
+
+
+def _is_worker_of(pid: int, parent: int) -> bool:
+    try:
+        stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return False
+    return int(stat[1]) == parent and b"spawn_main" in cmd
