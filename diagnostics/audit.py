@@ -193,24 +193,20 @@ class Auditor:
 def verdict(case: Case, lost: list[dict], cut_docs: set[str], gen: dict | None) -> tuple[str, str]:
     """(verdict, detail) for one case: retrieval is judged first, generation only on good retrieval."""
     rel = case.relevance
-    failed = gen is not None and gen.get("error")
+    if rel:
+        if all(item["stage"] == "not_in_corpus" for item in lost) and len(lost) == len(rel):
+            return "not_in_corpus", ", ".join(sorted(rel)) + " not in the corpus"
+        if not (set(rel) & cut_docs):
+            return "retrieval_miss", "/".join(sorted({item["stage"] for item in lost}))
+    if gen is None:
+        return "retrieved", ("an expected source is in the contexts" if rel else
+                             "no expected sources (unanswerable case); run with --generate to judge the answer")
+    if gen.get("error"):
+        return "generation_error", gen["error"]["code"]
     if not rel:  # the corpus cannot answer this one
-        if gen is None:
-            return "retrieved", "no expected sources (unanswerable case); run with --generate to judge the answer"
-        if failed:
-            return "generation_error", gen["error"]["code"]
         if gen["declined"]:
             return "correctly_declined", "declined a question the corpus cannot answer"
         return "should_have_declined", "answered a question the golden set marks as unanswerable"
-    if all(item["stage"] in ("not_in_corpus",) for item in lost) and len(lost) == len(rel):
-        return "not_in_corpus", ", ".join(sorted(rel)) + " not in the corpus"
-    if not (set(rel) & cut_docs):
-        stages = sorted({item["stage"] for item in lost})
-        return "retrieval_miss", "/".join(stages)
-    if gen is None:
-        return "retrieved", "an expected source is in the contexts"
-    if failed:
-        return "generation_error", gen["error"]["code"]
     if gen["declined"]:
         return "retrieved_but_not_used", "declined although an expected source was in the contexts"
     unsupported = [c["claim"] for c in gen.get("claims", []) if not c["supported"]]

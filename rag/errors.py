@@ -23,6 +23,16 @@ class StoreLockedError(RagError):
     http_status = 503
 
 
+class Unauthorized(RagError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(RagError):
+    code = "forbidden"
+    http_status = 403
+
+
 class CollectionNotFoundError(RagError):
     code = "collection_not_found"
     http_status = 404

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from rag.errors import RagError
-
-
-class Unauthorized(RagError):
-    code = "unauthorized"
-    http_status = 401
-
-
-class Forbidden(RagError):
-    code = "forbidden"
-    http_status = 403
+from rag.errors import Forbidden, Unauthorized
 
 
 class Access:

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.answer import Citation
+
 
 class ErrorBody(BaseModel):
     code: str = Field(examples=["collection_not_found"])
@@ -61,21 +63,10 @@ class ContextOut(BaseModel):
     stages: dict[str, StageOut] = Field(description="Rank and score in each stage: sparse, dense, fused, rerank.")
 
 
-class CitationOut(BaseModel):
-    number: int
-    doc_id: str
-    chunk_id: str
-    title: str
-    source: str
-    start: int
-    end: int
-    snippet: str
-
-
 class GenerationOut(BaseModel):
     generator: str
     answer: str | None
-    citations: list[CitationOut]
+    citations: list[Citation]
     invalid_citations: list[int] = Field(description="Source numbers the answer cited that were not given; removed.")
     declined: bool = Field(description="The generator said the sources do not contain the answer.")
     error: ErrorBody | None = Field(None, description="Set when generation failed; retrieval results still come.")
@@ -85,7 +76,7 @@ class QueryResponse(BaseModel):
     question: str
     collection: str
     answer: str | None
-    citations: list[CitationOut]
+    citations: list[Citation]
     generation: GenerationOut | None
     contexts: list[ContextOut]
     timings_ms: dict[str, float]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import time
 from pathlib import Path
+
+import httpx
 
 import pytest
 
@@ -27,6 +32,26 @@ def scifact_docs(n: int | None = None) -> list[dict]:
             if n is not None and len(out) >= n:
                 break
     return out
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 120) -> None:
+    """Poll `url` until it answers 200; fail if `proc` exits first or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, f"{what} did not come up"
+        time.sleep(0.3)
 
 
 def write_corpus(path: Path, docs: list[dict]) -> Path:

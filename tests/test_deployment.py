@@ -7,16 +7,13 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, wait_until_up
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
@@ -64,23 +61,13 @@ def _cmd(instruction: str) -> list[str]:
 def test_entrypoint_and_healthcheck_work_here(tmp_path):
     entry, cmd = _cmd("ENTRYPOINT"), _cmd("CMD")
     assert entry == ["rag"] and cmd == ["serve"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_HOST": "127.0.0.1",
            "RAG_PORT": str(port)}
     proc = subprocess.Popen([sys.executable, "-m", "rag", *cmd], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "rag serve did not come up"
-            time.sleep(0.3)
+        wait_until_up(f"http://127.0.0.1:{port}/readyz", proc, "rag serve")
         check = next(l for l in DOCKERFILE.splitlines() if l.strip().startswith("CMD [\"python\""))
         argv = json.loads(check.strip()[4:])
         argv = [sys.executable if a == "python" else a.replace(":8000/", f":{port}/") for a in argv]

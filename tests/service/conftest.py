@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import tempfile
 import threading
@@ -17,7 +16,7 @@ from ingest.pipeline import Ingestor
 from rag.config import Settings
 from rag.store import open_store
 from service.app import create_app
-from tests.conftest import ROOT, scifact_docs, write_corpus
+from tests.conftest import ROOT, free_port, scifact_docs, write_corpus
 
 
 class LiveServer:
@@ -29,9 +28,7 @@ class LiveServer:
         subprocess.run(["cp", "-a", "--sparse=always", str(settings.data_dir), str(copy)], check=True)
         settings = settings.model_copy(update={"data_dir": copy})
         self.settings = settings
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
         self.server = uvicorn.Server(config)

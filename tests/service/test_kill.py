@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,33 +16,20 @@ from ingest.chunking import chunk_text
 from ingest.parsers import parse_file
 from ingest.pipeline import Ingestor
 from rag.config import Settings
-from tests.conftest import scifact_docs, write_corpus
+from tests.conftest import free_port, scifact_docs, wait_until_up, write_corpus
 
 
 def _serve(data_dir, port):
     env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "RAG_PORT": str(port), "RAG_INGEST_BATCH_CHUNKS": "16"}
     proc = subprocess.Popen([sys.executable, "-m", "rag", "serve"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "rag serve did not come up"
-        time.sleep(0.3)
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    wait_until_up(f"http://127.0.0.1:{port}/readyz", proc, "rag serve")
+    return proc
 
 
 def test_kill_during_ingest_job_and_queries(tmp_path, embedder):
     corpus = write_corpus(tmp_path / "corpus.jsonl", scifact_docs(150))
-    data, port = tmp_path / "data", _port()
+    data, port = tmp_path / "data", free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _serve(data, port)
     stop = threading.Event()

@@ -9,14 +9,13 @@ minutes, so CI skips it when it is not installed. To run it:
 from __future__ import annotations
 
 import importlib.util
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.conftest import free_port, wait_until_up
 
 from tests.service.conftest import LiveServer
 
@@ -35,24 +34,14 @@ def _gguf() -> Path:
 @pytest.fixture(scope="module")
 def llama_server():
     model = _gguf()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
          "--n_ctx", "4096", "--model_alias", "smollm2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "llama.cpp server did not start"
-        time.sleep(0.5)
+    wait_until_up(f"{url}/models", proc, "the llama.cpp server")
     yield url
     proc.terminate()
     proc.wait(timeout=30)
