@@ -12,16 +12,18 @@ ENV PATH=/opt/venv/bin:$PATH
 # hadolint ignore=DL3013
 RUN pip install "${TORCH_SPEC}"
 COPY pyproject.toml README.md ./
-COPY rag ./rag
+COPY core ./core
+COPY engine ./engine
 COPY ingest ./ingest
-COPY service ./service
 COPY diagnostics ./diagnostics
+COPY service ./service
+COPY cli ./cli
 # The project itself: its dependencies are pinned or bounded in pyproject.toml.
 # hadolint ignore=DL3013
 RUN pip install .
 # Fail the build, not the container, if the model cannot load offline.
 RUN HF_HUB_OFFLINE=1 rag --help >/dev/null && \
-    HF_HUB_OFFLINE=1 python -c "from rag.config import Settings; from rag.embedding import get_embedder; get_embedder(Settings())"
+    HF_HUB_OFFLINE=1 python -c "from core.settings import Settings; from core.embedding import get_embedder; get_embedder(Settings())"
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 rag

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.embedding import get_embedder
+from core.settings import Settings
+from core.sparse import Bm25Encoder
 from diagnostics.faithfulness import FaithfulnessScorer
-from rag.config import Settings
-from rag.embedding import get_embedder
-from rag.sparse import Bm25Encoder
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -83,16 +83,24 @@ def main() -> None:
     train_s, train_y = score(scorer, scifact_pairs("train", args.limit))
     grid = [round(t, 2) for t in np.arange(0.30, 0.90, 0.01)]
     best = max(grid, key=lambda t: balanced_accuracy(train_s, train_y, t))
-    result = {"threshold_chosen_on_scifact_train": best,
-              "scifact_train": {"pairs": len(train_y), "positives": int(sum(train_y)),
-                                "balanced_accuracy": round(balanced_accuracy(train_s, train_y, best), 4),
-                                "roc_auc": round(roc_auc(train_s, train_y), 4)}}
+    result = {
+        "threshold_chosen_on_scifact_train": best,
+        "scifact_train": {
+            "pairs": len(train_y),
+            "positives": int(sum(train_y)),
+            "balanced_accuracy": round(balanced_accuracy(train_s, train_y, best), 4),
+            "roc_auc": round(roc_auc(train_s, train_y), 4),
+        },
+    }
     for name, pairs in (("scifact_dev", scifact_pairs("dev", args.limit)), ("qags_cnndm", qags_pairs(args.limit))):
         s, y = score(scorer, pairs)
-        result[name] = {"pairs": len(y), "positives": int(sum(y)),
-                        "balanced_accuracy": round(balanced_accuracy(s, y, best), 4),
-                        "balanced_accuracy_at_default_threshold": round(balanced_accuracy(s, y, scorer.threshold), 4),
-                        "roc_auc": round(roc_auc(s, y), 4)}
+        result[name] = {
+            "pairs": len(y),
+            "positives": int(sum(y)),
+            "balanced_accuracy": round(balanced_accuracy(s, y, best), 4),
+            "balanced_accuracy_at_default_threshold": round(balanced_accuracy(s, y, scorer.threshold), 4),
+            "roc_auc": round(roc_auc(s, y), 4),
+        }
     print(json.dumps(result, indent=2))
 
 

@@ -16,12 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.embedding import get_embedder
+from core.settings import Settings
+from core.store import open_store
 from ingest.chunking import chunk_text
 from ingest.parsers import parse_file
 from ingest.pipeline import Ingestor, embed_text
-from rag.config import Settings
-from rag.embedding import get_embedder
-from rag.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,8 +76,12 @@ def main() -> None:
         "rerun_chunks_embedded": second.chunks_embedded,
         "points_after_first": first.points,
         "points_after_rerun": second.points,
-        "settings": {"chunk_max_tokens": settings.chunk_max_tokens, "overlap": settings.chunk_overlap_tokens,
-                     "batch": settings.embedding_batch_size, "ingest_batch_chunks": settings.ingest_batch_chunks},
+        "settings": {
+            "chunk_max_tokens": settings.chunk_max_tokens,
+            "overlap": settings.chunk_overlap_tokens,
+            "batch": settings.embedding_batch_size,
+            "ingest_batch_chunks": settings.ingest_batch_chunks,
+        },
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
     }
     print(json.dumps(result, indent=2))

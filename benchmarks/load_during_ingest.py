@@ -26,8 +26,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
-QUESTIONS = ["How are documents chunked?", "What happens to a corrupt PDF?", "What is a golden set?",
-             "How do I point the service at a Qdrant cluster?", "Which embedding model is used by default?"]
+QUESTIONS = [
+    "How are documents chunked?",
+    "What happens to a corrupt PDF?",
+    "What is a golden set?",
+    "How do I point the service at a Qdrant cluster?",
+    "Which embedding model is used by default?",
+]
 
 
 def phase(url: str, rate: float, until, limit_s: float) -> dict:
@@ -39,8 +44,11 @@ def phase(url: str, rate: float, until, limit_s: float) -> dict:
         nonlocal errors
         t = time.perf_counter()
         try:
-            r = httpx.post(f"{url}/v1/query", json={"question": QUESTIONS[i % len(QUESTIONS)], "generate": False,
-                                                    "top_k": 5}, timeout=30)
+            r = httpx.post(
+                f"{url}/v1/query",
+                json={"question": QUESTIONS[i % len(QUESTIONS)], "generate": False, "top_k": 5},
+                timeout=30,
+            )
             ok = r.status_code == 200
         except httpx.HTTPError:
             ok = False
@@ -62,8 +70,15 @@ def phase(url: str, rate: float, until, limit_s: float) -> dict:
     for th in threads:
         th.join(timeout=60)
     p = lambda q: round(float(np.percentile(lat, q)), 1)  # noqa: E731
-    return {"requests": sent, "errors": errors, "seconds": round(time.monotonic() - t0, 1),
-            "p50_ms": p(50), "p95_ms": p(95), "p99_ms": p(99), "max_ms": round(max(lat), 1)}
+    return {
+        "requests": sent,
+        "errors": errors,
+        "seconds": round(time.monotonic() - t0, 1),
+        "p50_ms": p(50),
+        "p95_ms": p(95),
+        "p99_ms": p(99),
+        "max_ms": round(max(lat), 1),
+    }
 
 
 def main() -> None:
@@ -77,10 +92,12 @@ def main() -> None:
         port = s.getsockname()[1]
         s.close()
         env = {**os.environ, "RAG_DATA_DIR": f"{tmp}/data", "RAG_PORT": str(port)}
-        subprocess.run([sys.executable, "-m", "rag", "ingest", str(ROOT / "docs")], env=env, check=True,
-                       capture_output=True)
-        server = subprocess.Popen([sys.executable, "-m", "rag", "serve"], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "cli", "ingest", str(ROOT / "docs")], env=env, check=True, capture_output=True
+        )
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(600):
@@ -93,8 +110,11 @@ def main() -> None:
             corpus = Path(tmp) / "corpus.jsonl"
             with open(SCIFACT) as src:
                 corpus.write_text("".join(line for _, line in zip(range(args.docs), src)))
-            job = httpx.post(f"{url}/v1/collections/scifact/documents",
-                             files=[("files", ("corpus.jsonl", corpus.read_bytes()))], timeout=60).json()
+            job = httpx.post(
+                f"{url}/v1/collections/scifact/documents",
+                files=[("files", ("corpus.jsonl", corpus.read_bytes()))],
+                timeout=60,
+            ).json()
             state = {}
 
             def done() -> bool:
@@ -105,9 +125,18 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(json.dumps({"rate_per_s": args.rate, "before_ingest": before, "during_ingest": during,
-                      "job": {"status": state.get("status"), "chunks": (state.get("report") or {}).get("chunks_embedded")},
-                      "machine": f"{os.uname().machine}, {os.cpu_count()} cores"}, indent=2))
+    print(
+        json.dumps(
+            {
+                "rate_per_s": args.rate,
+                "before_ingest": before,
+                "during_ingest": during,
+                "job": {"status": state.get("status"), "chunks": (state.get("report") or {}).get("chunks_embedded")},
+                "machine": f"{os.uname().machine}, {os.cpu_count()} cores",
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

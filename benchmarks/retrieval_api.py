@@ -7,8 +7,9 @@ Starts `rag serve` on the ingested store, sends every query of the split over HT
 reports nDCG@10, recall@10 and recall@100 for sparse, dense, hybrid RRF and hybrid DBSF, next to rank-bm25
 (BM25Okapi over whole documents, same tokens) and the published references. Chunks are mapped to
 documents by their best rank (first occurrence), as BEIR ranks documents, over the top 100 chunks (so
-"recall@100" counts the documents found within 100 chunks: a slight undercount against a 100-document list). `--tune` sweeps RRF k and
-weights on the train split (the split to tune on). Then retrieval-only latency at concurrency 1 and 8.
+"recall@100" counts the documents found within 100 chunks: a slight undercount against a 100-document list).
+`--tune` sweeps RRF k and weights on the train split (the split to tune on). Then retrieval-only latency
+at concurrency 1 and 8.
 """
 
 from __future__ import annotations
@@ -58,8 +59,17 @@ def run_config(http: httpx.Client, queries: dict[str, str], body: dict) -> dict[
     for qid, text in queries.items():
         # The audit's definition: documents in the order of their best chunk among the top `candidates`
         # (100) fused chunks.
-        r = http.post("/v1/query", json={"question": text, "collection": "scifact", "generate": False,
-                                         "top_k": 100, "candidates": 100, **body})
+        r = http.post(
+            "/v1/query",
+            json={
+                "question": text,
+                "collection": "scifact",
+                "generate": False,
+                "top_k": 100,
+                "candidates": 100,
+                **body,
+            },
+        )
         r.raise_for_status()
         out[qid] = dedupe([c["doc_id"] for c in r.json()["contexts"]])
     return out
@@ -68,22 +78,26 @@ def run_config(http: httpx.Client, queries: dict[str, str], body: dict) -> dict[
 def rank_bm25_baseline(queries, qrels) -> dict[str, float]:
     from rank_bm25 import BM25Okapi
 
-    from rag.sparse import Bm25Encoder
+    from core.sparse import Bm25Encoder
 
     enc = Bm25Encoder()
     docs = [json.loads(line) for line in open(SCIFACT / "corpus.jsonl")]
     okapi = BM25Okapi([enc.tokens(d["title"] + "\n\n" + d["text"]) for d in docs], k1=1.2, b=0.75)
     ids = [d["_id"] for d in docs]
-    runs = {q: [ids[i] for i in np.argsort(-okapi.get_scores(list(set(enc.tokens(t)))), kind="stable")[:100]]
-            for q, t in queries.items()}
+    runs = {
+        q: [ids[i] for i in np.argsort(-okapi.get_scores(list(set(enc.tokens(t)))), kind="stable")[:100]]
+        for q, t in queries.items()
+    }
     return evaluate(runs, qrels)
 
 
 def latency(url: str, queries: list[str], concurrency: int, n: int) -> dict:
     def one(i: int) -> float:
         t0 = time.perf_counter()
-        r = client.post("/v1/query", json={"question": queries[i % len(queries)], "collection": "scifact",
-                                            "generate": False, "top_k": 10})
+        r = client.post(
+            "/v1/query",
+            json={"question": queries[i % len(queries)], "collection": "scifact", "generate": False, "top_k": 10},
+        )
         r.raise_for_status()
         return (time.perf_counter() - t0) * 1000
 
@@ -94,9 +108,14 @@ def latency(url: str, queries: list[str], concurrency: int, n: int) -> dict:
         with ThreadPoolExecutor(concurrency) as pool:
             ms = list(pool.map(one, range(n)))
         wall = time.perf_counter() - t0
-    return {"concurrency": concurrency, "requests": n, "p50_ms": round(float(np.percentile(ms, 50)), 1),
-            "p95_ms": round(float(np.percentile(ms, 95)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
-            "requests_per_s": round(n / wall, 1)}
+    return {
+        "concurrency": concurrency,
+        "requests": n,
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p95_ms": round(float(np.percentile(ms, 95)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "requests_per_s": round(n / wall, 1),
+    }
 
 
 def main() -> None:
@@ -113,8 +132,9 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "RAG_DATA_DIR": args.data_dir, "RAG_PORT": str(port), "RAG_API_KEYS": ""}
     env.pop("RAG_API_KEYS")
-    server = subprocess.Popen([sys.executable, "-m", "rag", "serve"], env=env, stderr=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
     result: dict = {"machine": f"{os.uname().machine}, {os.cpu_count()} cores"}
     try:
         with httpx.Client(base_url=url, timeout=120) as http:
@@ -132,7 +152,9 @@ def main() -> None:
                     for w in ((1.0, 1.0), (1.0, 1.5), (1.5, 1.0)):
                         body = {"mode": "hybrid", "fusion": {"method": "rrf", "rrf_k": k, "weights": list(w)}}
                         sweep[f"rrf k={k} w={w}"] = evaluate(run_config(http, queries, body), qrels)
-                sweep["dbsf"] = evaluate(run_config(http, queries, {"mode": "hybrid", "fusion": {"method": "dbsf"}}), qrels)
+                sweep["dbsf"] = evaluate(
+                    run_config(http, queries, {"mode": "hybrid", "fusion": {"method": "dbsf"}}), qrels
+                )
                 result["train_sweep"] = sweep
             queries, qrels = load(args.split)
             configs = {
@@ -142,7 +164,9 @@ def main() -> None:
                 "hybrid RRF (k=60)": {"mode": "hybrid", "fusion": {"method": "rrf", "rrf_k": 60}},
                 "hybrid DBSF (the default)": {"mode": "hybrid", "fusion": {"method": "dbsf"}},
             }
-            result[args.split] = {name: evaluate(run_config(http, queries, body), qrels) for name, body in configs.items()}
+            result[args.split] = {
+                name: evaluate(run_config(http, queries, body), qrels) for name, body in configs.items()
+            }
             result[args.split]["rank-bm25 BM25Okapi (whole documents)"] = rank_bm25_baseline(queries, qrels)
             result["published_ndcg@10"] = PUBLISHED
             texts = list(queries.values())

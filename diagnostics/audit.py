@@ -14,31 +14,59 @@ import time
 from dataclasses import asdict, replace
 from typing import Callable, Iterable
 
+from core.store import Store
 from diagnostics.faithfulness import FaithfulnessScorer, split_claims
 from diagnostics.golden import Case, GoldenSet
 from diagnostics.metrics import bootstrap_ci, case_metrics, dedupe, mean
-from rag.store import Store
-from service.answer import Answerer
-from service.retrieval import Context, RetrievalParams, RetrievalResult
+from engine.answer import Answerer
+from engine.params import RetrievalParams
+from engine.retrieval import Context, RetrievalResult
 
 SCHEMA_VERSION = 1
-LOST_STAGES = ("not_in_corpus", "not_in_index", "not_in_sparse_candidates", "not_in_dense_candidates",
-               "not_in_any_candidates", "dropped_by_fusion", "dropped_by_reranker", "below_cut")
+LOST_STAGES = (
+    "not_in_corpus",
+    "not_in_index",
+    "not_in_sparse_candidates",
+    "not_in_dense_candidates",
+    "not_in_any_candidates",
+    "dropped_by_fusion",
+    "dropped_by_reranker",
+    "below_cut",
+)
 GOOD = {"answered_well", "correctly_declined", "retrieved"}
 CORRECT_COSINE, CORRECT_F1 = 0.7, 0.5
 
 LEVERS = {
-    "not_in_corpus": "fix the corpus: the expected documents are not in it (a corpus gap, or a golden set naming the wrong ids)",
+    "not_in_corpus": (
+        "fix the corpus: the expected documents are not in it (a corpus gap, or a golden set naming the wrong"
+        " ids)"
+    ),
     "not_in_index": "re-run ingest: the documents exist but are not in the index",
     "not_in_sparse_candidates": "fix retrieval: keyword search misses these questions; try hybrid or dense mode",
-    "not_in_dense_candidates": "fix retrieval: the embedding misses these questions; try hybrid mode, another embedding model, or smaller chunks",
-    "not_in_any_candidates": "fix retrieval: neither retriever finds the source; look at chunking (is the answer split across chunks?), vocabulary mismatch, filters",
-    "dropped_by_fusion": "fix fusion: a retriever found the source and fusion ranked it away; tune RRF k and weights, or more candidates",
-    "dropped_by_reranker": "fix the reranker: it pushes the right source out; try another model or more rerank candidates",
+    "not_in_dense_candidates": (
+        "fix retrieval: the embedding misses these questions; try hybrid mode, another embedding model, or "
+        "smaller chunks"
+    ),
+    "not_in_any_candidates": (
+        "fix retrieval: neither retriever finds the source; look at chunking (is the answer split across "
+        "chunks?), vocabulary mismatch, filters"
+    ),
+    "dropped_by_fusion": (
+        "fix fusion: a retriever found the source and fusion ranked it away; tune RRF k and weights, or more "
+        "candidates"
+    ),
+    "dropped_by_reranker": (
+        "fix the reranker: it pushes the right source out; try another model or more rerank candidates"
+    ),
     "below_cut": "fix ranking: the source is retrieved just below the cut; raise top_k or add a reranker",
     "retrieved_but_not_used": "fix the prompt: the right source reached the generator and it did not use it",
-    "unsupported_claims": "fix the prompt (stay within the sources, cite every claim); if this persists across many cases, it is behaviour, not knowledge: consider fine-tuning the generator",
-    "should_have_declined": "fix the prompt: the generator answers questions the corpus cannot answer; make declining explicit",
+    "unsupported_claims": (
+        "fix the prompt (stay within the sources, cite every claim); if this persists across many cases, it "
+        "is behaviour, not knowledge: consider fine-tuning the generator"
+    ),
+    "should_have_declined": (
+        "fix the prompt: the generator answers questions the corpus cannot answer; make declining explicit"
+    ),
     "wrong_answer": "check the golden answers and the prompt: the answer is grounded but disagrees with the reference",
     "generation_error": "fix the LLM endpoint: generation failed",
 }
@@ -63,8 +91,14 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def where_lost(doc_id: str, result: RetrievalResult, params: RetrievalParams, cut_docs: set[str],
-               indexed: set[str], corpus: set[str] | None) -> dict:
+def where_lost(
+    doc_id: str,
+    result: RetrievalResult,
+    params: RetrievalParams,
+    cut_docs: set[str],
+    indexed: set[str],
+    corpus: set[str] | None,
+) -> dict:
     """The stage that lost an expected document, with its rank in every stage (None = absent)."""
     ranks = {}
     for name, stage in result.stages.items():
@@ -92,9 +126,16 @@ class Auditor:
         """`judge`: an optional RagasJudge for LLM-judged metrics on generated answers."""
         self.answerer, self.store, self.scorer, self.judge = answerer, store, scorer, judge
 
-    def run(self, golden: GoldenSet, collection: str, params: RetrievalParams, ks: Iterable[int] = (1, 3, 5, 10),
-            generate: bool = False, corpus: set[str] | None = None,
-            progress: Callable[[int], None] | None = None) -> dict:
+    def run(
+        self,
+        golden: GoldenSet,
+        collection: str,
+        params: RetrievalParams,
+        ks: Iterable[int] = (1, 3, 5, 10),
+        generate: bool = False,
+        corpus: set[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict:
         """Audit every case; returns the report dict (see docs/audit-report.md for its schema)."""
         ks = sorted(set(ks))
         t0 = time.perf_counter()
@@ -110,11 +151,20 @@ class Auditor:
             "schema_version": SCHEMA_VERSION,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "collection": collection,
-            "settings": {"ks": ks, "cut": cut, "generate": generate, "mode": params.mode, "fusion": params.fusion,
-                         "rrf_k": params.rrf_k, "weights": params.weights, "candidates": params.candidates,
-                         "rerank": params.rerank, "generator": self.answerer.generator.name if generate else None,
-                         "faithfulness_scorer": self.scorer.name if (generate and self.scorer) else None,
-                         "judge": self.judge.name if (generate and self.judge) else None},
+            "settings": {
+                "ks": ks,
+                "cut": cut,
+                "generate": generate,
+                "mode": params.mode,
+                "fusion": params.fusion,
+                "rrf_k": params.rrf_k,
+                "weights": params.weights,
+                "candidates": params.candidates,
+                "rerank": params.rerank,
+                "generator": self.answerer.generator.name if generate else None,
+                "faithfulness_scorer": self.scorer.name if (generate and self.scorer) else None,
+                "judge": self.judge.name if (generate and self.judge) else None,
+            },
             "golden": {"cases": len(golden.cases), "stubs_skipped": golden.stubs},
             "cases": cases,
             "seconds": 0.0,
@@ -130,11 +180,23 @@ class Auditor:
         cut_docs = {c.doc_id for c in shown}
         rel = case.relevance
         out: dict = {
-            "id": case.id, "question": case.question, "tags": list(case.tags),
+            "id": case.id,
+            "question": case.question,
+            "tags": list(case.tags),
             "expected": [{k: v for k, v in asdict(e).items() if v is not None} for e in case.expected],
-            "retrieved": [{"rank": c.rank, "doc_id": c.doc_id, "chunk_id": c.chunk_id, "title": c.title,
-                           "start": c.start, "end": c.end, "expected": c.doc_id in rel,
-                           "stages": {n: asdict(h) for n, h in c.stages.items()}} for c in shown],
+            "retrieved": [
+                {
+                    "rank": c.rank,
+                    "doc_id": c.doc_id,
+                    "chunk_id": c.chunk_id,
+                    "title": c.title,
+                    "start": c.start,
+                    "end": c.end,
+                    "expected": c.doc_id in rel,
+                    "stages": {n: asdict(h) for n, h in c.stages.items()},
+                }
+                for c in shown
+            ],
             "metrics": case_metrics(ranking, rel, ks) if rel else {},
             "span": self._spans(case, result.contexts, ks),
             "lost": [where_lost(d, result, params, cut_docs, indexed, corpus) for d in rel if d not in cut_docs],
@@ -168,9 +230,15 @@ class Auditor:
 
     def _generation(self, case: Case, shown: list[Context]) -> dict:
         g = self.answerer.generate(case.question, shown)
-        out = {"generator": g.generator, "answer": g.answer, "declined": g.declined, "error": g.error,
-               "cited": [c.number for c in g.citations], "invalid_citations": g.invalid_citations,
-               "cited_docs": sorted({c.doc_id for c in g.citations})}
+        out = {
+            "generator": g.generator,
+            "answer": g.answer,
+            "declined": g.declined,
+            "error": g.error,
+            "cited": [c.number for c in g.citations],
+            "invalid_citations": g.invalid_citations,
+            "cited_docs": sorted({c.doc_id for c in g.citations}),
+        }
         if g.answer and not g.declined and not g.error and self.scorer and shown:
             scored = self.scorer.score_answer(g.answer, [c.text for c in shown])
             out["faithfulness"] = scored["faithfulness"]
@@ -185,8 +253,11 @@ class Auditor:
             if self.scorer:
                 v = self.scorer.embedder.encode([plain, case.answer])
                 cos = float(v[0] @ v[1])
-            out["correctness"] = {"token_f1": round(f1, 4), "cosine": round(cos, 4) if cos is not None else None,
-                                  "correct": f1 >= CORRECT_F1 or (cos is not None and cos >= CORRECT_COSINE)}
+            out["correctness"] = {
+                "token_f1": round(f1, 4),
+                "cosine": round(cos, 4) if cos is not None else None,
+                "correct": f1 >= CORRECT_F1 or (cos is not None and cos >= CORRECT_COSINE),
+            }
         return out
 
 
@@ -199,8 +270,11 @@ def verdict(case: Case, lost: list[dict], cut_docs: set[str], gen: dict | None) 
         if not (set(rel) & cut_docs):
             return "retrieval_miss", "/".join(sorted({item["stage"] for item in lost}))
     if gen is None:
-        return "retrieved", ("an expected source is in the contexts" if rel else
-                             "no expected sources (unanswerable case); run with --generate to judge the answer")
+        return "retrieved", (
+            "an expected source is in the contexts"
+            if rel
+            else "no expected sources (unanswerable case); run with --generate to judge the answer"
+        )
     if gen.get("error"):
         return "generation_error", gen["error"]["code"]
     if not rel:  # the corpus cannot answer this one
@@ -211,7 +285,10 @@ def verdict(case: Case, lost: list[dict], cut_docs: set[str], gen: dict | None) 
         return "retrieved_but_not_used", "declined although an expected source was in the contexts"
     unsupported = [c["claim"] for c in gen.get("claims", []) if not c["supported"]]
     if unsupported:
-        return "unsupported_claims", f"{len(unsupported)} claim(s) not supported by the contexts: {unsupported[0][:120]}"
+        return (
+            "unsupported_claims",
+            f"{len(unsupported)} claim(s) not supported by the contexts: {unsupported[0][:120]}",
+        )
     if not set(gen["cited_docs"]) & set(rel):
         return "retrieved_but_not_used", "the answer cites no expected source"
     corr = gen.get("correctness")
@@ -222,6 +299,7 @@ def verdict(case: Case, lost: list[dict], cut_docs: set[str], gen: dict | None) 
 
 def summarize(cases: list[dict], ks: list[int]) -> dict:
     """Overall metrics with bootstrap 95% intervals, the where-lost breakdown, verdicts, and the lever."""
+
     def stat(vals: list[float]) -> dict:
         lo, hi = bootstrap_ci(vals)
         return {"mean": round(mean(vals), 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(vals)}
@@ -256,8 +334,11 @@ def summarize(cases: list[dict], ks: list[int]) -> dict:
     for c in cases:
         verdicts[c["verdict"]] = verdicts.get(c["verdict"], 0) + 1
     failures = {v: n for v, n in verdicts.items() if v not in GOOD}
-    summary = {"dominant_failure": None, "lever": None,
-               "text": f"{sum(n for v, n in verdicts.items() if v in GOOD)} of {len(cases)} cases fine."}
+    summary = {
+        "dominant_failure": None,
+        "lever": None,
+        "text": f"{sum(n for v, n in verdicts.items() if v in GOOD)} of {len(cases)} cases fine.",
+    }
     if failures:
         ranked = sorted(failures.items(), key=lambda x: -x[1])
         n_bad = sum(failures.values())
@@ -274,7 +355,8 @@ def summarize(cases: list[dict], ks: list[int]) -> dict:
                 "dominant_failure": None,
                 "lever": "; ".join(LEVERS[lever_key(v)] for v in tied),
                 "text": f"{n_bad} of {len(cases)} cases failed, no single dominant failure ("
-                        + ", ".join(f"{v.replace('_', ' ')}: {n}" for v, n in ranked) + ").",
+                + ", ".join(f"{v.replace('_', ' ')}: {n}" for v, n in ranked)
+                + ").",
             }
         else:
             dominant, count = ranked[0]
@@ -283,11 +365,19 @@ def summarize(cases: list[dict], ks: list[int]) -> dict:
                 "dominant_failure": dominant if dominant != "retrieval_miss" else f"retrieval_miss ({key})",
                 "lever": LEVERS[key],
                 "text": f"{n_bad} of {len(cases)} cases failed; the commonest failure ({count}) is "
-                        f"{dominant.replace('_', ' ')}" + (f", mostly {key.replace('_', ' ')}" if key != dominant else "")
-                        + f". Lever: {LEVERS[key]}.",
+                f"{dominant.replace('_', ' ')}"
+                + (f", mostly {key.replace('_', ' ')}" if key != dominant else "")
+                + f". Lever: {LEVERS[key]}.",
             }
         if len(cases) < 50:
-            summary["text"] += f" With {len(cases)} cases, differences under ~{round(100 / len(cases) ** 0.5)} points are noise."
-    return {"overall": overall, "where_lost": lost_counts, "verdicts": verdicts, "unmeasured": unmeasured,
-            "judge_unmeasured": judge_unmeasured,
-            "summary": summary}
+            summary["text"] += (
+                f" With {len(cases)} cases, differences under ~{round(100 / len(cases) ** 0.5)} points are noise."
+            )
+    return {
+        "overall": overall,
+        "where_lost": lost_counts,
+        "verdicts": verdicts,
+        "unmeasured": unmeasured,
+        "judge_unmeasured": judge_unmeasured,
+        "summary": summary,
+    }

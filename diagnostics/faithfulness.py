@@ -16,9 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.embedding import Embedder
-from rag.sparse import Bm25Encoder
-from service.generation.citations import CITATION
+from core.embedding import Embedder
+from core.sparse import Bm25Encoder
+from engine.generation.citations import CITATION
 
 SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -73,7 +73,7 @@ class FaithfulnessScorer:
             return []
         sents = [(i, s) for i, c in enumerate(contexts, 1) for s in _sentences(c)]
         vecs = self.embedder.encode(list(claims) + [s for _, s in sents])
-        claim_vecs, sent_vecs = vecs[: len(claims)], vecs[len(claims):]
+        claim_vecs, sent_vecs = vecs[: len(claims)], vecs[len(claims) :]
         cos = claim_vecs @ sent_vecs.T
         joined = "\n".join(contexts)
         lowered = joined.lower()
@@ -91,8 +91,20 @@ class FaithfulnessScorer:
             flipped = bool(NEGATION.search(claim)) != bool(NEGATION.search(sents[best][1]))
             score -= P_NUMBER * bool(numbers) + P_NAME * bool(names) + P_NEGATION * flipped
             score = float(min(1.0, max(0.0, score)))
-            out.append(ClaimSupport(claim, round(score, 4), score >= self.threshold, sents[best][0], sents[best][1],
-                                    round(float(cos[ci, best]), 4), round(coverage, 4), numbers, names, flipped))
+            out.append(
+                ClaimSupport(
+                    claim,
+                    round(score, 4),
+                    score >= self.threshold,
+                    sents[best][0],
+                    sents[best][1],
+                    round(float(cos[ci, best]), 4),
+                    round(coverage, 4),
+                    numbers,
+                    names,
+                    flipped,
+                )
+            )
         return out
 
     def score_answer(self, answer: str, contexts: Sequence[str]) -> dict:

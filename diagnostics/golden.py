@@ -17,7 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rag.errors import RagError
+from core.errors import RagError
 
 
 class GoldenSetError(RagError):
@@ -75,7 +75,12 @@ def _expected(path: Path, lineno: int, i: int, raw) -> Expected:
         raise _fail(path, lineno, f"{where}.quote must be a non-empty string")
     span = raw.get("span")
     if span is not None:
-        ok = isinstance(span, list) and len(span) == 2 and all(isinstance(x, int) for x in span) and 0 <= span[0] < span[1]
+        ok = (
+            isinstance(span, list)
+            and len(span) == 2
+            and all(isinstance(x, int) for x in span)
+            and 0 <= span[0] < span[1]
+        )
         if not ok:
             raise _fail(path, lineno, f"{where}.span must be [start, end] with 0 <= start < end")
         span = (span[0], span[1])
@@ -130,7 +135,9 @@ def load_golden(path: Path) -> GoldenSet:
 
 def case_to_json(case: Case) -> dict:
     d = asdict(case)
-    d["expected"] = [{k: (list(v) if k == "span" and v else v) for k, v in e.items() if v is not None} for e in d["expected"]]
+    d["expected"] = [
+        {k: (list(v) if k == "span" and v else v) for k, v in e.items() if v is not None} for e in d["expected"]
+    ]
     d["tags"] = list(case.tags)
     if d["answer"] is None:
         del d["answer"]

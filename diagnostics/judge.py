@@ -13,15 +13,17 @@ import math
 import threading
 from pathlib import Path
 
-from rag.config import Settings
-from rag.errors import ConfigError
+from core.errors import ConfigError
+from core.settings import Settings
 
 
 class RagasJudge:
     def __init__(self, settings: Settings, cache_path: Path):
         base_url = settings.judge_base_url or settings.llm_base_url
         if not base_url:
-            raise ConfigError("the judge needs an OpenAI-compatible endpoint: set RAG_JUDGE_BASE_URL or RAG_LLM_BASE_URL")
+            raise ConfigError(
+                "the judge needs an OpenAI-compatible endpoint: set RAG_JUDGE_BASE_URL or RAG_LLM_BASE_URL"
+            )
         try:
             from openai import AsyncOpenAI
             from ragas.llms import llm_factory
@@ -31,8 +33,12 @@ class RagasJudge:
         key = settings.judge_api_key or settings.llm_api_key
         self.model = settings.judge_model or settings.llm_model
         self.name = f"ragas-0.4:{self.model}"
-        client = AsyncOpenAI(base_url=base_url, api_key=key.get_secret_value() if key else "not-needed",
-                             timeout=settings.llm_timeout_s, max_retries=settings.llm_max_retries)
+        client = AsyncOpenAI(
+            base_url=base_url,
+            api_key=key.get_secret_value() if key else "not-needed",
+            timeout=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+        )
         llm = llm_factory(self.model, client=client)
         self.metrics = {
             "faithfulness": Faithfulness(llm=llm),

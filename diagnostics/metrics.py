@@ -81,5 +81,3 @@ def paired_bootstrap(current: Sequence[float], baseline: Sequence[float], n: int
 
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
-
-

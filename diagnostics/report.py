@@ -29,11 +29,17 @@ def _fmt(m: dict) -> str:
 
 def to_markdown(r: dict) -> str:
     s = r["settings"]
-    lines = [f"# Retrieval audit: {r['collection']}", "",
-             f"{r['golden']['cases']} cases, {r['created_at']}; mode {s['mode']}, fusion {s['fusion']} (k={s['rrf_k']}), "
-             f"{s['candidates']} candidates, generator sees the top {s['cut']} chunks"
-             + (f"; generator {s['generator']}, faithfulness by {s['faithfulness_scorer']}" if s["generate"] else "") + ".",
-             "", f"**{r['summary']['text']}**", ""]
+    lines = [
+        f"# Retrieval audit: {r['collection']}",
+        "",
+        f"{r['golden']['cases']} cases, {r['created_at']}; mode {s['mode']}, fusion {s['fusion']} (k={s['rrf_k']}), "
+        f"{s['candidates']} candidates, generator sees the top {s['cut']} chunks"
+        + (f"; generator {s['generator']}, faithfulness by {s['faithfulness_scorer']}" if s["generate"] else "")
+        + ".",
+        "",
+        f"**{r['summary']['text']}**",
+        "",
+    ]
     if r["golden"]["stubs_skipped"]:
         lines += [f"{len(r['golden']['stubs_skipped'])} unlabelled stubs skipped.", ""]
     lines += ["## Overall (mean, bootstrap 95% interval)", "", "| metric | value | n |", "|---|---|---|"]
@@ -42,22 +48,38 @@ def to_markdown(r: dict) -> str:
         reasons = sorted({i["reason"] for i in items})
         lines += ["", f"Judge {metric} unmeasured for {len(items)} cases: " + "; ".join(reasons[:3])]
     if r.get("unmeasured"):
-        lines += ["", f"Faithfulness unmeasured for {len(r['unmeasured'])} cases (no answer to score): "
-                  + ", ".join(r["unmeasured"][:20])]
+        lines += [
+            "",
+            f"Faithfulness unmeasured for {len(r['unmeasured'])} cases (no answer to score): "
+            + ", ".join(r["unmeasured"][:20]),
+        ]
     lines += ["", "## Verdicts", "", "| verdict | cases |", "|---|---|"]
     lines += [f"| {v} | {n} |" for v, n in sorted(r["verdicts"].items(), key=lambda x: -x[1])]
     lines += ["", "## Where expected sources were lost", "", "| stage | sources |", "|---|---|"]
     lines += [f"| {k} | {n} |" for k, n in r["where_lost"].items() if n]
     if "comparison" in r:
         c = r["comparison"]
-        lines += ["", f"## Against the baseline ({c['paired_cases']} paired cases)", "",
-                  "| metric | baseline | current | delta [95% CI] | |", "|---|---|---|---|---|"]
-        lines += [f"| {k} | {m['baseline']:.3f} | {m['current']:.3f} | {m['delta']:+.3f} [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}] | {m['label']} |"
-                  for k, m in c["metrics"].items()]
+        lines += [
+            "",
+            f"## Against the baseline ({c['paired_cases']} paired cases)",
+            "",
+            "| metric | baseline | current | delta [95% CI] | |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {k} | {m['baseline']:.3f} | {m['current']:.3f} | {m['delta']:+.3f} [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}] | {m['label']} |"
+            for k, m in c["metrics"].items()
+        ]
         if c["flipped"]:
             lines += ["", "Verdicts that flipped:", ""]
             lines += [f"- `{f['id']}`: {f['baseline']} -> {f['current']} ({f['direction']})" for f in c["flipped"]]
-    lines += ["", "## Cases that failed", "", "| id | verdict | detail | expected | retrieved instead |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Cases that failed",
+        "",
+        "| id | verdict | detail | expected | retrieved instead |",
+        "|---|---|---|---|---|",
+    ]
     for c in r["cases"]:
         if c["verdict"] in GOOD:
             continue
@@ -67,13 +89,20 @@ def to_markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _bars(items: list[tuple[str, float]], width: int = 560, bar_h: int = 22, color: str = "#4e79a7",
-          colors: dict[str, str] | None = None) -> str:
+def _bars(
+    items: list[tuple[str, float]],
+    width: int = 560,
+    bar_h: int = 22,
+    color: str = "#4e79a7",
+    colors: dict[str, str] | None = None,
+) -> str:
     if not items:
         return "<p>nothing to plot</p>"
     top = max(v for _, v in items) or 1
     h = bar_h * len(items) + 10
-    out = [f'<svg class="plot" role="img" width="{width}" height="{h}" viewBox="0 0 {width} {h}" xmlns="http://www.w3.org/2000/svg">']
+    out = [
+        f'<svg class="plot" role="img" width="{width}" height="{h}" viewBox="0 0 {width} {h}" xmlns="http://www.w3.org/2000/svg">'
+    ]
     for i, (label, v) in enumerate(items):
         y = 5 + i * bar_h
         w = (width - 260) * v / top
@@ -93,14 +122,19 @@ def _curve(points: list[tuple[int, float, float, float]], width: int = 560, heig
     ks = [p[0] for p in points]
     x = lambda k: left + (right - left) * (ks.index(k) / max(len(ks) - 1, 1))  # noqa: E731
     y = lambda v: bottom - (bottom - top) * v  # noqa: E731
-    band = " ".join(f"{x(k):.1f},{y(hi):.1f}" for k, _, _, hi in points) + " " + " ".join(
-        f"{x(k):.1f},{y(lo):.1f}" for k, _, lo, _ in reversed(points))
+    band = (
+        " ".join(f"{x(k):.1f},{y(hi):.1f}" for k, _, _, hi in points)
+        + " "
+        + " ".join(f"{x(k):.1f},{y(lo):.1f}" for k, _, lo, _ in reversed(points))
+    )
     line = " ".join(f"{x(k):.1f},{y(m):.1f}" for k, m, _, _ in points)
-    out = [f'<svg class="plot" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
-           f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#999"/>',
-           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#999"/>',
-           f'<polygon points="{band}" fill="#4e79a7" fill-opacity="0.2"/>',
-           f'<polyline points="{line}" fill="none" stroke="#4e79a7" stroke-width="2"/>']
+    out = [
+        f'<svg class="plot" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+        f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#999"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#999"/>',
+        f'<polygon points="{band}" fill="#4e79a7" fill-opacity="0.2"/>',
+        f'<polyline points="{line}" fill="none" stroke="#4e79a7" stroke-width="2"/>',
+    ]
     for v in (0, 0.5, 1):
         out.append(f'<text x="{left - 8}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">{v}</text>')
     for k, m, _, _ in points:
@@ -113,43 +147,57 @@ def _curve(points: list[tuple[int, float, float, float]], width: int = 560, heig
 
 def to_html(r: dict) -> str:
     esc = html.escape
-    curve = [(k, r["overall"][f"recall@{k}"]["mean"], *r["overall"][f"recall@{k}"]["ci95"])
-             for k in r["settings"]["ks"] if f"recall@{k}" in r["overall"]]
+    curve = [
+        (k, r["overall"][f"recall@{k}"]["mean"], *r["overall"][f"recall@{k}"]["ci95"])
+        for k in r["settings"]["ks"]
+        if f"recall@{k}" in r["overall"]
+    ]
     lost = [(k, n) for k, n in r["where_lost"].items() if n] or [(k, 0) for k in LOST_STAGES[:1]]
     verdicts = sorted(r["verdicts"].items(), key=lambda x: -x[1])
     rows = []
     for c in r["cases"]:
         cls = "ok" if c["verdict"] in GOOD else "bad"
-        expected = "<br>".join(esc(e["doc_id"] + (f' “{e["quote"][:60]}”' if e.get("quote") else "")) for e in c["expected"]) or "(none)"
-        got = "<br>".join(f'{x["rank"]}. {"✔ " if x["expected"] else ""}{esc(x["doc_id"])}' for x in c["retrieved"])
-        lost_txt = "<br>".join(f'{esc(x["doc_id"])}: {esc(x["stage"])}' for x in c["lost"])
+        expected = (
+            "<br>".join(esc(e["doc_id"] + (f" “{e['quote'][:60]}”" if e.get("quote") else "")) for e in c["expected"])
+            or "(none)"
+        )
+        got = "<br>".join(f"{x['rank']}. {'✔ ' if x['expected'] else ''}{esc(x['doc_id'])}" for x in c["retrieved"])
+        lost_txt = "<br>".join(f"{esc(x['doc_id'])}: {esc(x['stage'])}" for x in c["lost"])
         answer = esc((c.get("generation") or {}).get("answer") or "")
         m = c["metrics"]
-        score = f'{m["ndcg@" + str(max(r["settings"]["ks"]))]:.2f}' if m else ""
-        rows.append(f'<tr class="{cls}"><td>{esc(c["id"])}</td><td>{esc(c["question"])}</td><td>{expected}</td>'
-                    f'<td>{got}</td><td>{lost_txt}</td><td>{score}</td><td><b>{esc(c["verdict"])}</b><br>'
-                    f'<small>{esc(c["verdict_detail"])}</small></td><td><small>{answer}</small></td></tr>')
+        score = f"{m['ndcg@' + str(max(r['settings']['ks']))]:.2f}" if m else ""
+        rows.append(
+            f'<tr class="{cls}"><td>{esc(c["id"])}</td><td>{esc(c["question"])}</td><td>{expected}</td>'
+            f"<td>{got}</td><td>{lost_txt}</td><td>{score}</td><td><b>{esc(c['verdict'])}</b><br>"
+            f"<small>{esc(c['verdict_detail'])}</small></td><td><small>{answer}</small></td></tr>"
+        )
     overall = "".join(f"<tr><td>{esc(k)}</td><td>{_fmt(m)}</td><td>{m['n']}</td></tr>" for k, m in r["overall"].items())
     comparison = ""
     if "comparison" in r:
-        crow = "".join(f"<tr><td>{esc(k)}</td><td>{m['baseline']:.3f}</td><td>{m['current']:.3f}</td>"
-                       f"<td>{m['delta']:+.3f} [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}]</td><td>{m['label']}</td></tr>"
-                       for k, m in r["comparison"]["metrics"].items())
-        flips = "".join(f"<li>{esc(f['id'])}: {esc(f['baseline'])} → {esc(f['current'])} ({f['direction']})</li>"
-                        for f in r["comparison"]["flipped"])
-        comparison = (f"<h2>Against the baseline</h2><table><tr><th>metric</th><th>baseline</th><th>current</th>"
-                      f"<th>delta [95% CI]</th><th></th></tr>{crow}</table><ul>{flips}</ul>")
+        crow = "".join(
+            f"<tr><td>{esc(k)}</td><td>{m['baseline']:.3f}</td><td>{m['current']:.3f}</td>"
+            f"<td>{m['delta']:+.3f} [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}]</td><td>{m['label']}</td></tr>"
+            for k, m in r["comparison"]["metrics"].items()
+        )
+        flips = "".join(
+            f"<li>{esc(f['id'])}: {esc(f['baseline'])} → {esc(f['current'])} ({f['direction']})</li>"
+            for f in r["comparison"]["flipped"]
+        )
+        comparison = (
+            f"<h2>Against the baseline</h2><table><tr><th>metric</th><th>baseline</th><th>current</th>"
+            f"<th>delta [95% CI]</th><th></th></tr>{crow}</table><ul>{flips}</ul>"
+        )
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Retrieval audit: {esc(r['collection'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Retrieval audit: {esc(r["collection"])}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1200px; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ddd; padding: 4px 8px; vertical-align: top; }}
 tr.bad td {{ background: #fff3f0; }} tr.ok td {{ background: #f3fbf3; }} .summary {{ font-size: 1.15em; padding: .6em; background: #eef3fa; }}
 .plots {{ display: flex; gap: 2em; flex-wrap: wrap; }}
 </style></head><body>
-<h1>Retrieval audit: {esc(r['collection'])}</h1>
-<p>{r['golden']['cases']} cases, {esc(r['created_at'])}, mode {esc(str(r['settings']['mode']))}, fusion {esc(str(r['settings']['fusion']))}, generator sees the top {r['settings']['cut']} chunks.</p>
-<p class="summary">{esc(r['summary']['text'])}</p>
+<h1>Retrieval audit: {esc(r["collection"])}</h1>
+<p>{r["golden"]["cases"]} cases, {esc(r["created_at"])}, mode {esc(str(r["settings"]["mode"]))}, fusion {esc(str(r["settings"]["fusion"]))}, generator sees the top {r["settings"]["cut"]} chunks.</p>
+<p class="summary">{esc(r["summary"]["text"])}</p>
 <div class="plots">
 <figure id="recall-curve"><figcaption>Recall@k (band: bootstrap 95% interval)</figcaption>{_curve(curve)}</figure>
 <figure id="where-lost"><figcaption>Where expected sources were lost</figcaption>{_bars(lost, color="#e15759")}</figure>
@@ -159,6 +207,6 @@ tr.bad td {{ background: #fff3f0; }} tr.ok td {{ background: #f3fbf3; }} .summar
 {comparison}
 <h2>Cases</h2>
 <table id="cases"><tr><th>id</th><th>question</th><th>expected</th><th>retrieved (✔ = expected)</th><th>lost at</th><th>nDCG</th><th>verdict</th><th>answer</th></tr>
-{''.join(rows)}</table>
+{"".join(rows)}</table>
 </body></html>
 """

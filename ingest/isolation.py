@@ -11,9 +11,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from core.errors import ParseError
 from ingest.documents import Document
 from ingest.parsers import parse_file
-from rag.errors import ParseError
 
 
 def _init_worker(max_mb: int) -> None:
@@ -44,8 +44,9 @@ class IsolatedParser:
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the parent holds torch threads and a Qdrant shard that a fork must not copy.
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(self.memory_mb,))
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(self.memory_mb,)
+            )
         return self._pool
 
     def parse(self, path: Path, doc_id: str, max_bytes: int) -> list[Document]:
@@ -55,8 +56,9 @@ class IsolatedParser:
             return future.result(timeout=self.timeout_s)
         except FutureTimeout:
             self._kill()
-            raise ParseError(f"parsing took longer than {self.timeout_s:g} s (RAG_PARSE_TIMEOUT_S); "
-                             "the file was abandoned") from None
+            raise ParseError(
+                f"parsing took longer than {self.timeout_s:g} s (RAG_PARSE_TIMEOUT_S); the file was abandoned"
+            ) from None
         except BrokenProcessPool:
             self._kill()
             raise ParseError("the parser process died while parsing this file (out of memory, or killed)") from None

@@ -13,11 +13,19 @@ from typing import Callable
 
 from charset_normalizer import from_bytes
 
+from core.errors import ParseError
 from ingest.documents import Document
-from rag.errors import ParseError
 
-SUPPORTED = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html",
-             ".pdf": "pdf", ".docx": "docx", ".jsonl": "beir"}
+SUPPORTED = {
+    ".txt": "text",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".jsonl": "beir",
+}
 # A DOCX is a zip; refuse ones whose XML would inflate past this (zip bombs).
 MAX_DOCX_UNCOMPRESSED = 200 * 1024 * 1024
 
@@ -80,7 +88,6 @@ def parse_html(path: Path, data: bytes, doc_id: str, doc_type: str) -> list[Docu
 
 def parse_pdf(path: Path, data: bytes, doc_id: str, doc_type: str) -> list[Document]:
     import io
-
     import logging
 
     from pypdf import PdfReader

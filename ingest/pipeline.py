@@ -17,15 +17,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from core.embedding import Embedder
+from core.errors import ParseError
+from core.settings import Settings
+from core.sparse import Bm25Encoder
+from core.store import CollectionSpec, PointData, Store
 from ingest.chunking import Chunk, ChunkerSettings, chunk_text
 from ingest.documents import Document
 from ingest.isolation import IsolatedParser
 from ingest.parsers import doc_type_of
-from rag.config import Settings
-from rag.embedding import Embedder
-from rag.errors import ParseError
-from rag.sparse import Bm25Encoder
-from rag.store import CollectionSpec, PointData, Store
 
 POINT_NAMESPACE = uuid.UUID("6f1c1f7e-3a52-4c0e-9a57-4f0bd1a8c1d2")
 
@@ -123,11 +123,17 @@ class Ingestor:
     def chunk_ids(self, doc: Document, chunks: list[Chunk]) -> list[str]:
         h = doc.content_hash
         return [
-            str(uuid.uuid5(POINT_NAMESPACE, f"{doc.doc_id}\x1f{h}\x1f{c.position}\x1f{c.start}\x1f{c.end}\x1f{self._index_key}"))
+            str(
+                uuid.uuid5(
+                    POINT_NAMESPACE, f"{doc.doc_id}\x1f{h}\x1f{c.position}\x1f{c.start}\x1f{c.end}\x1f{self._index_key}"
+                )
+            )
             for c in chunks
         ]
 
-    def run(self, paths: list[Path], collection: str, sync: bool = False, progress: Progress | None = None) -> IngestReport:
+    def run(
+        self, paths: list[Path], collection: str, sync: bool = False, progress: Progress | None = None
+    ) -> IngestReport:
         """Ingest files and folders into `collection`. Per-file failures are reported, not raised."""
         t0 = time.perf_counter()
         tick = progress or (lambda what, n: None)
@@ -193,8 +199,10 @@ class Ingestor:
             self._delete_docs(collection, gone, report)
             for s in ("added", "updated", "unchanged"):
                 setattr(report, f"documents_{s}", getattr(report, f"documents_{s}") + statuses.count(s))
-            status = "unchanged" if all(s == "unchanged" for s in statuses) else (
-                "added" if all(s == "added" for s in statuses) else "updated"
+            status = (
+                "unchanged"
+                if all(s == "unchanged" for s in statuses)
+                else ("added" if all(s == "added" for s in statuses) else "updated")
             )
             report.files.append(FileResult(source, status, len(docs), n_chunks))
         self._write(collection, batch, report, tick)
@@ -264,7 +272,8 @@ class Ingestor:
             return any(s == root or root in s.parents for root in scopes)
 
         gone = [
-            d for d, e in state.items()
+            d
+            for d, e in state.items()
             if d not in claimed and e.get("source") not in protected and in_scope(e.get("source") or "")
         ]
         self._delete_docs(collection, gone, report)

@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag import __version__
-from rag.config import Settings
-from rag.errors import RagError
+from core import __version__
+from core.errors import RagError
+from core.settings import Settings
 from service.routes import audits, chat, documents, query
 from service.state import ServiceState
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from rag.errors import Forbidden, Unauthorized
+from core.errors import Forbidden, Unauthorized
 
 
 class Access:

@@ -40,10 +40,15 @@ class JobManager:
 
     def submit(self, collection: str, files: list[Path]) -> dict:
         job = {
-            "id": uuid.uuid4().hex, "collection": collection, "status": "queued", "created_at": time.time(),
-            "finished_at": None, "files": [str(f) for f in files],
+            "id": uuid.uuid4().hex,
+            "collection": collection,
+            "status": "queued",
+            "created_at": time.time(),
+            "finished_at": None,
+            "files": [str(f) for f in files],
             "progress": {"files": 0, "files_total": len(files), "documents": 0, "chunks": 0},
-            "report": None, "error": None,
+            "report": None,
+            "error": None,
         }
         with self._lock:
             self._jobs[job["id"]] = job

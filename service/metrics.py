@@ -11,9 +11,19 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Histogram(
-            "rag_request_duration_ms", "HTTP request latency", ["route", "method"], buckets=BUCKETS_MS, registry=self.registry
+            "rag_request_duration_ms",
+            "HTTP request latency",
+            ["route", "method"],
+            buckets=BUCKETS_MS,
+            registry=self.registry,
         )
         self.stages = Histogram(
-            "rag_stage_duration_ms", "Latency of each pipeline stage", ["stage"], buckets=BUCKETS_MS, registry=self.registry
+            "rag_stage_duration_ms",
+            "Latency of each pipeline stage",
+            ["stage"],
+            buckets=BUCKETS_MS,
+            registry=self.registry,
         )
-        self.outcomes = Counter("rag_requests_total", "Requests by route and outcome", ["route", "outcome"], registry=self.registry)
+        self.outcomes = Counter(
+            "rag_requests_total", "Requests by route and outcome", ["route", "outcome"], registry=self.registry
+        )

@@ -6,7 +6,7 @@ import math
 import threading
 import time
 
-from rag.errors import RagError
+from core.errors import RagError
 
 
 class RateLimited(RagError):

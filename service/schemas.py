@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.answer import Citation
+from core.settings import COLLECTION_NAME_PATTERN
+from engine.answer import Citation
+
+# One collection-name type, validated the same way on every route and in every body.
+CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN, description="1-64 of A-Z a-z 0-9 - _")]
+CollectionPath = Annotated[str, Path(pattern=COLLECTION_NAME_PATTERN, description="1-64 of A-Z a-z 0-9 - _")]
 
 
 class ErrorBody(BaseModel):
@@ -19,26 +25,28 @@ class ErrorResponse(BaseModel):
 
 
 class FusionSettings(BaseModel):
-    method: Literal["rrf", "dbsf"] | None = Field(None, description="Default from settings (rrf).")
+    method: Literal["rrf", "dbsf"] | None = Field(None, description="Default from the settings (RAG_FUSION).")
     rrf_k: int | None = Field(None, ge=1, le=1000, description="RRF k: a point scores sum of 1/(k + rank - 1).")
     weights: tuple[float, float] | None = Field(None, description="RRF weights (sparse, dense).")
 
 
 class QueryRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"question": "How are documents chunked?", "collection": "docs", "top_k": 5, "mode": "hybrid"}
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"question": "How are documents chunked?", "collection": "docs", "top_k": 5, "mode": "hybrid"}]
+        }
+    )
 
     question: str = Field(description="The question, in plain words.")
-    collection: str | None = Field(None, description="Defaults to the service's collection.")
-    top_k: int = Field(5, ge=1, le=300, description="Contexts (chunks) returned.")
+    collection: CollectionName | None = Field(None, description="Defaults to the service's collection.")
+    top_k: int | None = Field(None, ge=1, le=300, description="Contexts (chunks) returned; default RAG_TOP_K.")
     candidates: int | None = Field(None, ge=1, le=1000, description="Candidates per retriever before fusion.")
     filters: dict[str, str | int | bool | list[str] | list[int]] | None = Field(
-        None, description="Payload field -> value or list of accepted values, e.g. {\"doc_type\": \"pdf\"}."
+        None, description='Payload field -> value or list of accepted values, e.g. {"doc_type": "pdf"}.'
     )
     mode: Literal["hybrid", "dense", "sparse"] | None = None
     fusion: FusionSettings | None = None
-    rerank: bool = False
+    rerank: bool | None = Field(None, description="Default from the settings (RAG_RERANK).")
     generate: bool = True
     stream: bool = False
 

@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import httpx
-
 import pytest
 
-from rag.config import Settings
-from rag.embedding import Embedder, get_embedder
+from core.embedding import Embedder, get_embedder
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RAG_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -67,3 +66,10 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     return get_embedder(Settings(_env_file=None))
+
+
+def params(**overrides):
+    """Retrieval parameters as the service builds them: the settings' defaults plus these overrides."""
+    from engine.params import retrieval_params
+
+    return retrieval_params(Settings(_env_file=None), **overrides)

@@ -47,7 +47,7 @@ def test_compose_runs_a_three_node_qdrant_cluster():
     assert env["RAG_QDRANT_URL"].startswith("http://qdrant-1:")
     assert int(env["RAG_QDRANT_SHARDS"]) == 3 and int(env["RAG_QDRANT_REPLICATION_FACTOR"]) == 2
     # Every setting the compose file sets is a real setting.
-    from rag.config import Settings
+    from core.settings import Settings
 
     fields = {f"RAG_{name.upper()}" for name in Settings.model_fields}
     assert set(env) <= fields
@@ -55,20 +55,26 @@ def test_compose_runs_a_three_node_qdrant_cluster():
 
 def _cmd(instruction: str) -> list[str]:
     line = next(l for l in DOCKERFILE.splitlines() if l.startswith(instruction + " "))
-    return json.loads(line[len(instruction) + 1:])
+    return json.loads(line[len(instruction) + 1 :])
 
 
 def test_entrypoint_and_healthcheck_work_here(tmp_path):
     entry, cmd = _cmd("ENTRYPOINT"), _cmd("CMD")
     assert entry == ["rag"] and cmd == ["serve"]
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_HOST": "127.0.0.1",
-           "RAG_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "rag", *cmd], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "RAG_DATA_DIR": str(tmp_path / "data"),
+        "RAG_HOST": "127.0.0.1",
+        "RAG_PORT": str(port),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", *cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/readyz", proc, "rag serve")
-        check = next(l for l in DOCKERFILE.splitlines() if l.strip().startswith("CMD [\"python\""))
+        check = next(l for l in DOCKERFILE.splitlines() if l.strip().startswith('CMD ["python"'))
         argv = json.loads(check.strip()[4:])
         argv = [sys.executable if a == "python" else a.replace(":8000/", f":{port}/") for a in argv]
         assert subprocess.run(argv, timeout=30).returncode == 0

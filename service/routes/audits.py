@@ -14,12 +14,13 @@ from pathlib import Path
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.errors import InvalidRequestError, RagError
 from diagnostics.audit import Auditor
 from diagnostics.faithfulness import FaithfulnessScorer
 from diagnostics.golden import load_golden
-from rag.errors import CollectionNotFoundError, InvalidRequestError, RagError
 from service.deps import AccessDep, StateDep
 from service.routes.query import ERRORS
+from service.schemas import CollectionName
 
 router = APIRouter(tags=["audits"])
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
@@ -28,11 +29,25 @@ _lock = threading.Lock()
 
 
 class AuditRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "collection": "docs", "ks": [1, 3, 5, 10], "generate": True,
-        "cases": [{"id": "q1", "question": "What happens to a corrupt PDF?", "expected": [{"doc_id": "docs/ingesting.md"}]}],
-    }]})
-    collection: str | None = None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "collection": "docs",
+                    "ks": [1, 3, 5, 10],
+                    "generate": True,
+                    "cases": [
+                        {
+                            "id": "q1",
+                            "question": "What happens to a corrupt PDF?",
+                            "expected": [{"doc_id": "docs/ingesting.md"}],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    collection: CollectionName | None = None
     cases: list[dict] = Field(min_length=1, description="Golden-set cases, in the JSONL format's fields.")
     ks: list[int] = Field([1, 3, 5, 10], min_length=1)
     generate: bool = False
@@ -42,30 +57,34 @@ class AuditRequest(BaseModel):
 def start_audit(req: AuditRequest, state: StateDep, access: AccessDep) -> dict:
     collection = req.collection or state.settings.collection
     access.check(collection)
-    if state.store.get_spec(collection) is None:
-        raise CollectionNotFoundError(f"no collection named {collection!r}")
+    state.engine.require_collection(collection)
     if any(k < 1 for k in req.ks):
         raise InvalidRequestError("invalid_parameters", "ks must be whole numbers >= 1")
     with tempfile.TemporaryDirectory() as tmp:  # validated with the very loader the CLI uses
         path = Path(tmp) / "golden.jsonl"
         path.write_text("\n".join(json.dumps(c) for c in req.cases))
         golden = load_golden(path)
-    job = {"id": uuid.uuid4().hex, "collection": collection, "status": "queued", "created_at": time.time(),
-           "progress": {"cases": 0, "total": len(golden.cases)}, "report": None, "error": None}
+    job = {
+        "id": uuid.uuid4().hex,
+        "collection": collection,
+        "status": "queued",
+        "created_at": time.time(),
+        "progress": {"cases": 0, "total": len(golden.cases)},
+        "report": None,
+        "error": None,
+    }
     with _lock:
         _jobs[job["id"]] = job
 
     def work() -> None:
         job["status"] = "running"
         try:
-            from service.routes.query import params_from
-            from service.schemas import QueryRequest
-
-            params = params_from(state, QueryRequest(question="audit", collection=collection, top_k=state.settings.top_k))
+            params = state.engine.params()
             scorer = FaithfulnessScorer(state.retriever.embedder, state.retriever.bm25)
             tick = lambda n: job["progress"].__setitem__("cases", job["progress"]["cases"] + n)  # noqa: E731
             job["report"] = Auditor(state.answerer, state.store, scorer).run(
-                golden, collection, params, req.ks, req.generate, progress=tick)
+                golden, collection, params, req.ks, req.generate, progress=tick
+            )
             job["status"] = "succeeded"
         except RagError as exc:
             job.update(status="failed", error=f"{exc.code}: {exc}")

@@ -8,19 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
 
+from core.errors import InvalidRequestError
 from ingest.parsers import doc_type_of
-from rag.errors import CollectionNotFoundError, InvalidRequestError
 from service.deps import AccessDep, StateDep
 from service.routes.query import ERRORS
-from service.schemas import DocumentOut, JobOut
+from service.schemas import CollectionPath, DocumentOut, JobOut
 
 router = APIRouter(tags=["documents"])
 CHUNK = 1 << 20
-
-
-def _require(state, collection: str) -> None:
-    if state.store.get_spec(collection) is None:
-        raise CollectionNotFoundError(f"no collection named {collection!r}")
 
 
 def _safe_name(name: str | None) -> str:
@@ -41,13 +36,15 @@ def list_collections(state: StateDep, access: AccessDep) -> list[dict]:
 
 
 @router.post("/v1/collections/{collection}/documents", status_code=202, response_model=JobOut, responses=ERRORS)
-def upload(collection: str, files: Annotated[list[UploadFile], File(description="Documents to ingest")],
-           state: StateDep, access: AccessDep):
+def upload(
+    collection: CollectionPath,
+    files: Annotated[list[UploadFile], File(description="Documents to ingest")],
+    state: StateDep,
+    access: AccessDep,
+):
     """Start an ingest job for the uploaded files. A file with the name of an earlier upload replaces it."""
     access.check(collection)
     s = state.settings
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", collection):
-        raise InvalidRequestError("invalid_collection", "collection names use letters, digits, '-' and '_' only")
     if len(files) > s.max_upload_files:
         raise InvalidRequestError("too_many_files", f"{len(files)} files; the limit is {s.max_upload_files}", 413)
     names = [_safe_name(f.filename) for f in files]
@@ -66,7 +63,9 @@ def upload(collection: str, files: Annotated[list[UploadFile], File(description=
                 if size > limit:
                     out.close()
                     dest.unlink(missing_ok=True)
-                    raise InvalidRequestError("upload_too_large", f"{name} is over the {s.max_upload_mb:g} MB limit", 413)
+                    raise InvalidRequestError(
+                        "upload_too_large", f"{name} is over the {s.max_upload_mb:g} MB limit", 413
+                    )
                 out.write(block)
         saved.append(dest.replace(folder / name))
     return state.jobs.submit(collection, saved)
@@ -81,17 +80,17 @@ def get_job(job_id: str, state: StateDep, access: AccessDep):
 
 
 @router.get("/v1/collections/{collection}/documents", response_model=list[DocumentOut], responses=ERRORS)
-def list_documents(collection: str, state: StateDep, access: AccessDep):
+def list_documents(collection: CollectionPath, state: StateDep, access: AccessDep):
     access.check(collection)
-    _require(state, collection)
+    state.engine.require_collection(collection)
     index = state.store.index_state(collection)
     return [{"doc_id": d, "source": e["source"], "chunks": len(e["chunks"])} for d, e in sorted(index.items())]
 
 
 @router.delete("/v1/collections/{collection}/documents/{doc_id:path}", responses=ERRORS)
-def delete_document(collection: str, doc_id: str, state: StateDep, access: AccessDep) -> dict:
+def delete_document(collection: CollectionPath, doc_id: str, state: StateDep, access: AccessDep) -> dict:
     access.check(collection)
-    _require(state, collection)
+    state.engine.require_collection(collection)
     n = state.store.count(collection, {"doc_id": doc_id})
     if n == 0:
         raise InvalidRequestError("document_not_found", f"no document {doc_id!r} in {collection!r}", 404)

@@ -9,10 +9,10 @@ from typing import Iterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from rag.errors import InvalidRequestError
-from service.answer import AnswerResult
+from core.errors import InvalidRequestError
+from engine.answer import AnswerResult
+from engine.params import RetrievalParams
 from service.deps import AccessDep, StateDep
-from service.retrieval import RetrievalParams
 from service.schemas import ErrorResponse, QueryRequest, QueryResponse
 from service.state import ServiceState
 
@@ -27,43 +27,24 @@ def validate_question(state: ServiceState, question: str) -> str:
         raise InvalidRequestError("empty_question", "the question is empty")
     if len(q) > state.settings.max_question_chars:
         raise InvalidRequestError(
-            "question_too_long", f"the question has {len(q)} characters; the limit is {state.settings.max_question_chars}"
+            "question_too_long",
+            f"the question has {len(q)} characters; the limit is {state.settings.max_question_chars}",
         )
     return q
 
 
 def params_from(state: ServiceState, req: QueryRequest) -> RetrievalParams:
-    s, f = state.settings, req.fusion
-    if req.rerank and state.retriever.reranker is None:
-        raise InvalidRequestError("rerank_unavailable", "no reranker is configured (set RAG_RERANK_MODEL)")
-    try:
-        return RetrievalParams(
-            mode=req.mode or s.retrieval_mode,
-            fusion=(f.method if f and f.method else s.fusion),
-            rrf_k=(f.rrf_k if f and f.rrf_k else s.rrf_k),
-            weights=(f.weights if f and f.weights else s.rrf_weights),
-            top_k=req.top_k,
-            candidates=max(req.candidates or s.candidates, req.top_k),
-            filters=req.filters,
-            rerank=req.rerank,
-            rerank_candidates=s.rerank_candidates,
-        )
-    except ValueError as exc:
-        raise InvalidRequestError("invalid_parameters", str(exc)) from exc
-
-
-def manifest(state: ServiceState, collection: str, params: RetrievalParams) -> dict:
-    spec = state.store.get_spec(collection)
-    return {
-        "embedding": spec.embedding if spec else None,
-        "chunker": spec.chunker if spec else None,
-        "sparse": spec.sparse if spec else None,
-        "store": state.store.backend,
-        "retrieval": {"mode": params.mode, "fusion": params.fusion, "rrf_k": params.rrf_k,
-                      "weights": params.weights, "candidates": params.candidates, "rerank": params.rerank,
-                      "reranker": getattr(state.retriever.reranker, "name", None)},
-        "generator": state.answerer.generator.name,
-    }
+    f = req.fusion
+    return state.engine.params(
+        mode=req.mode,
+        fusion=f.method if f else None,
+        rrf_k=f.rrf_k if f else None,
+        weights=f.weights if f else None,
+        top_k=req.top_k,
+        candidates=req.candidates,
+        rerank=req.rerank,
+        filters=req.filters,
+    )
 
 
 def to_response(state: ServiceState, result: AnswerResult, params: RetrievalParams) -> dict:
@@ -76,7 +57,7 @@ def to_response(state: ServiceState, result: AnswerResult, params: RetrievalPara
         "generation": gen,
         "contexts": [asdict(c) for c in result.retrieval.contexts],
         "timings_ms": result.timings_ms,
-        "manifest": manifest(state, result.collection, params),
+        "manifest": state.engine.manifest(result.collection, params),
     }
 
 
@@ -97,10 +78,7 @@ def query(req: QueryRequest, state: StateDep, access: AccessDep):
     access.check(collection)
     question = validate_question(state, req.question)
     params = params_from(state, req)
-    if state.store.get_spec(collection) is None:
-        from rag.errors import CollectionNotFoundError
-
-        raise CollectionNotFoundError(f"no collection named {collection!r}")
+    state.engine.require_collection(collection)
     if not req.stream:
         result = state.answerer.ask(collection, question, params, generate=req.generate)
         record(state, result)

@@ -9,9 +9,19 @@ import pytest
 from rank_bm25 import BM25Okapi
 from ranx import Qrels, Run, evaluate
 
-from diagnostics.metrics import (bootstrap_ci, case_metrics, dedupe, hit_at, mean, ndcg_at, paired_bootstrap,
-                                 precision_at, recall_at, reciprocal_rank)
-from rag.sparse import Bm25Encoder
+from core.sparse import Bm25Encoder
+from diagnostics.metrics import (
+    bootstrap_ci,
+    case_metrics,
+    dedupe,
+    hit_at,
+    mean,
+    ndcg_at,
+    paired_bootstrap,
+    precision_at,
+    recall_at,
+    reciprocal_rank,
+)
 from tests.conftest import SCIFACT, scifact_docs
 
 
@@ -63,8 +73,17 @@ def test_graded_ndcg_by_hand():
 
 def test_case_metrics_and_dedupe():
     m = case_metrics(dedupe(["a", "a", "x", "b"]), {"b": 1}, [1, 3])
-    assert m == {"mrr": 1 / 3, "hit@1": 0.0, "recall@1": 0.0, "precision@1": 0.0, "ndcg@1": 0.0,
-                 "hit@3": 1.0, "recall@3": 1.0, "precision@3": 1 / 3, "ndcg@3": 0.5}
+    assert m == {
+        "mrr": 1 / 3,
+        "hit@1": 0.0,
+        "recall@1": 0.0,
+        "precision@1": 0.0,
+        "ndcg@1": 0.0,
+        "hit@3": 1.0,
+        "recall@3": 1.0,
+        "precision@3": 1 / 3,
+        "ndcg@3": 0.5,
+    }
 
 
 def test_undefined_metrics_raise():

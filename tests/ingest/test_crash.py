@@ -7,10 +7,10 @@ import signal
 import subprocess
 import sys
 
+from core.store import open_store
+from ingest.chunking import chunk_text
 from ingest.parsers import parse_file
 from ingest.pipeline import Ingestor
-from ingest.chunking import chunk_text
-from rag.store import open_store
 from tests.conftest import scifact_docs, write_corpus
 
 
@@ -22,8 +22,13 @@ def test_sigkill_mid_ingest_then_rerun(tmp_path, settings, embedder):
         "RAG_COLLECTION": "test",
         "RAG_INGEST_BATCH_CHUNKS": "16",  # many small writes, so the kill lands between two of them
     }
-    proc = subprocess.Popen([sys.executable, "-m", "rag", "ingest", str(corpus), "--json"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "ingest", str(corpus), "--json"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # The CLI logs one progress line per batch written; kill after the third.
         written = 0

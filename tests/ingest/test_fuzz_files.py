@@ -10,8 +10,8 @@ import zipfile
 
 import pytest
 
+from core.store import open_store
 from ingest.pipeline import Ingestor
-from rag.store import open_store
 from tests.ingest.test_parsers import make_docx, make_pdf
 
 

@@ -13,8 +13,8 @@ from pypdf import PdfReader, PdfWriter
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
+from core.errors import ParseError
 from ingest.parsers import parse_file
-from rag.errors import ParseError
 
 MAX = 10_000_000
 
@@ -64,9 +64,13 @@ def test_latin1_text_is_decoded(tmp_path):
 
 def test_html_keeps_headings_drops_boilerplate(tmp_path):
     body = "".join(
-        f"<h2>Chapter {i}</h2><p>{'Rivers carry sediment to the sea over long periods of time. ' * 4}</p>" for i in range(3)
+        f"<h2>Chapter {i}</h2><p>{'Rivers carry sediment to the sea over long periods of time. ' * 4}</p>"
+        for i in range(3)
     )
-    html = f"<html><head><title>Rivers</title></head><body><nav><a href='/'>Home</a></nav><article><h1>Rivers</h1>{body}</article><footer>Copyright</footer></body></html>"
+    html = (
+        "<html><head><title>Rivers</title></head><body><nav><a href='/'>Home</a></nav>"
+        f"<article><h1>Rivers</h1>{body}</article><footer>Copyright</footer></body></html>"
+    )
     (tmp_path / "r.html").write_text(html)
     [d] = parse_file(tmp_path / "r.html", "r", MAX)
     assert d.title == "Rivers" and "## Chapter 1" in d.text and "sediment" in d.text
@@ -87,7 +91,10 @@ def test_docx_headings_and_tables(tmp_path):
 
 
 def test_beir_corpus_keeps_ids(tmp_path):
-    rows = [{"_id": "42", "title": "T", "text": "Body.", "metadata": {"y": 1}}, {"_id": "7", "title": "", "text": "Other."}]
+    rows = [
+        {"_id": "42", "title": "T", "text": "Body.", "metadata": {"y": 1}},
+        {"_id": "7", "title": "", "text": "Other."},
+    ]
     (tmp_path / "corpus.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     docs = parse_file(tmp_path / "corpus.jsonl", "corpus.jsonl", MAX)
     assert [d.doc_id for d in docs] == ["42", "7"] and docs[0].metadata == {"metadata": {"y": 1}}
@@ -118,20 +125,61 @@ def _zip_not_docx(tmp_path: Path) -> Path:
         (lambda t: (t / "e.txt").write_bytes(b"") and None or t / "e.txt", "empty file"),
         (lambda t: (t / "w.txt").write_bytes(b" \n\t\n") and None or t / "w.txt", "empty file"),
         (lambda t: (t / "b.txt").write_bytes(bytes(range(256)) * 20) and None or t / "b.txt", "binary file"),
-        (lambda t: (t / "x.pdf").write_bytes(b"%PDF-1.4\n1 0 obj garbage") and None or t / "x.pdf", "corrupt or unreadable PDF"),
-        (lambda t: make_pdf(t / "c.pdf", ["some text"]).write_bytes((t / "c.pdf").read_bytes()[:300]) and None or t / "c.pdf", "PDF"),
+        (
+            lambda t: (t / "x.pdf").write_bytes(b"%PDF-1.4\n1 0 obj garbage") and None or t / "x.pdf",
+            "corrupt or unreadable PDF",
+        ),
+        (
+            lambda t: (
+                make_pdf(t / "c.pdf", ["some text"]).write_bytes((t / "c.pdf").read_bytes()[:300])
+                and None
+                or t / "c.pdf"
+            ),
+            "PDF",
+        ),
         (_encrypted_pdf, "encrypted"),
         (lambda t: make_pdf(t / "blank.pdf", [""]), "no text"),
         (_zip_not_docx, "corrupt or unreadable DOCX"),
         (lambda t: (t / "n.docx").write_bytes(b"plain text, not a zip") and None or t / "n.docx", "DOCX"),
-        (lambda t: (t / "h.html").write_text("<html><body><script>var x=1;</script></body></html>") and None or t / "h.html", "no text"),
-        (lambda t: (t / "c.jsonl").write_text('{"_id": "1", "text": "ok"}\n{broken') and None or t / "c.jsonl", "line 2"),
-        (lambda t: (t / "d.jsonl").write_text('{"_id": "1", "text": "a"}\n{"_id": "1", "text": "b"}') and None or t / "d.jsonl", "duplicate _id"),
+        (
+            lambda t: (
+                (t / "h.html").write_text("<html><body><script>var x=1;</script></body></html>")
+                and None
+                or t / "h.html"
+            ),
+            "no text",
+        ),
+        (
+            lambda t: (t / "c.jsonl").write_text('{"_id": "1", "text": "ok"}\n{broken') and None or t / "c.jsonl",
+            "line 2",
+        ),
+        (
+            lambda t: (
+                (t / "d.jsonl").write_text('{"_id": "1", "text": "a"}\n{"_id": "1", "text": "b"}')
+                and None
+                or t / "d.jsonl"
+            ),
+            "duplicate _id",
+        ),
         (lambda t: (t / "img.png").write_bytes(b"\x89PNG") and None or t / "img.png", "unsupported file type"),
         (lambda t: (t / "gone.md").symlink_to(t / "nowhere.md") or t / "gone.md", "cannot read file"),
     ],
-    ids=["empty", "whitespace", "binary", "garbage-pdf", "truncated-pdf", "encrypted-pdf", "image-only-pdf",
-         "zip-not-docx", "text-as-docx", "html-no-text", "jsonl-bad-line", "jsonl-dup-id", "png", "dangling-link"],
+    ids=[
+        "empty",
+        "whitespace",
+        "binary",
+        "garbage-pdf",
+        "truncated-pdf",
+        "encrypted-pdf",
+        "image-only-pdf",
+        "zip-not-docx",
+        "text-as-docx",
+        "html-no-text",
+        "jsonl-bad-line",
+        "jsonl-dup-id",
+        "png",
+        "dangling-link",
+    ],
 )
 def test_bad_files_fail_with_a_reason(tmp_path, make, reason):
     path = make(tmp_path)

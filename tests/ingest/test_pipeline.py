@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import CollectionMismatchError, StoreLockedError
+from core.store import open_store
 from ingest.pipeline import Ingestor
-from rag.errors import CollectionMismatchError, StoreLockedError
-from rag.store import open_store
 from tests.conftest import scifact_docs, write_corpus
 from tests.ingest.test_parsers import make_docx, make_pdf
 
-RAG = [sys.executable, "-m", "rag"]
+RAG = [sys.executable, "-m", "cli"]
 
 
 def make_folder(root: Path) -> Path:
@@ -26,7 +26,9 @@ def make_folder(root: Path) -> Path:
     (docs / "notes.txt").write_text("Tea is brewed with water at ninety degrees.")
     (docs / "sub").mkdir()
     body = "".join(f"<h2>Part {i}</h2><p>{'Bridges carry loads across rivers and valleys. ' * 4}</p>" for i in range(3))
-    (docs / "sub" / "bridges.html").write_text(f"<html><head><title>Bridges</title></head><body><article><h1>Bridges</h1>{body}</article></body></html>")
+    (docs / "sub" / "bridges.html").write_text(
+        f"<html><head><title>Bridges</title></head><body><article><h1>Bridges</h1>{body}</article></body></html>"
+    )
     make_pdf(docs / "sub" / "volcano.pdf", ["Volcanoes erupt molten rock.", "Lava cools into basalt."])
     make_docx(docs / "solar.docx")
     return docs
@@ -44,7 +46,9 @@ def ingestor(settings, store, embedder):
 
 
 def snapshot(store, collection="test"):
-    return {h.id: h.payload for h in store.scroll(collection, ["doc_id", "source", "text", "start", "end", "content_hash"])}
+    return {
+        h.id: h.payload for h in store.scroll(collection, ["doc_id", "source", "text", "start", "end", "content_hash"])
+    }
 
 
 def test_folder_ingest_is_idempotent(tmp_path, ingestor, store):

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from core.sparse import Bm25Encoder
+from core.store import open_store
 from diagnostics.audit import Auditor
 from diagnostics.golden import Case, Expected, GoldenSet, import_beir
+from engine.answer import Answerer
+from engine.retrieval import Retriever
 from ingest.pipeline import Ingestor
-from rag.sparse import Bm25Encoder
-from service.answer import Answerer
-from service.retrieval import RetrievalParams, Retriever
-from rag.store import open_store
-from tests.conftest import SCIFACT, scifact_docs
+from tests.conftest import SCIFACT, params, scifact_docs
 
 
 @pytest.mark.slow
@@ -33,8 +33,12 @@ def test_scifact_ingests_and_second_run_embeds_nothing(settings, embedder):
 
         # The retrieval-only audit of SciFact test on this collection gives the benchmark's figure for
         # the same (default) settings: benchmarks/retrieval_api.py measured nDCG@10 0.7347 (hybrid DBSF).
-        golden = GoldenSet([Case(r["id"], r["question"], tuple(Expected(**e) for e in r["expected"]))
-                            for r in import_beir(SCIFACT / "queries.jsonl", SCIFACT / "qrels" / "test.tsv")])
+        golden = GoldenSet(
+            [
+                Case(r["id"], r["question"], tuple(Expected(**e) for e in r["expected"]))
+                for r in import_beir(SCIFACT / "queries.jsonl", SCIFACT / "qrels" / "test.tsv")
+            ]
+        )
         retriever = Retriever(store, embedder, Bm25Encoder.from_settings(settings))
-        report = Auditor(Answerer(retriever, None), store).run(golden, "scifact", RetrievalParams(), (10,))
+        report = Auditor(Answerer(retriever, None), store).run(golden, "scifact", params(), (10,))
         assert report["overall"]["ndcg@10"]["mean"] == pytest.approx(0.7347, abs=0.002)

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import uvicorn
 
+from core.settings import Settings
+from core.store import open_store
 from ingest.pipeline import Ingestor
-from rag.config import Settings
-from rag.store import open_store
 from service.app import create_app
 from tests.conftest import ROOT, free_port, scifact_docs, write_corpus
 

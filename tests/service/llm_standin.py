@@ -1,8 +1,8 @@
 """A wire-level stand-in for an OpenAI-compatible server, named as such: it speaks the HTTP of
 `/v1/chat/completions` (JSON and server-sent events) and misbehaves on demand, so the generation path's
 failure handling is tested against real sockets. Asked for JSON (as ragas's judge asks, through
-instructor), it returns a minimal instance of the schema in the prompt: plumbing, not judgment. The happy path is also tested against a real model
-server (llama.cpp) where one is installed: see tests/service/test_llm_real.py.
+instructor), it returns a minimal instance of the schema in the prompt: plumbing, not judgment. The happy
+path is also tested against a real model server (llama.cpp) where one is installed: see tests/service/test_llm_real.py.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ def _instance(schema: dict, defs: dict):
         return {k: _instance(v, defs) for k, v in schema.get("properties", {}).items()}
     if kind == "array":
         return [_instance(schema.get("items", {"type": "string"}), defs)]
-    return {"string": "a statement from the stand-in", "integer": 1, "number": 1.0, "boolean": True,
-            "null": None}.get(kind, "x")
+    return {"string": "a statement from the stand-in", "integer": 1, "number": 1.0, "boolean": True, "null": None}.get(
+        kind, "x"
+    )
 
 
 def _json_answer(messages: list[dict]) -> str:
@@ -77,22 +78,38 @@ class StandIn:
                     words = outer.answer.split(" ")
                     for i, w in enumerate(words):
                         if mode == "cut" and i == 2:
-                            self.wfile.write(b"data: {\"choices\": [{\"delta\": {\"content\": \"trunc")
+                            self.wfile.write(b'data: {"choices": [{"delta": {"content": "trunc')
                             self.wfile.flush()
                             self.connection.shutdown(2)
                             return
-                        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                                 "choices": [{"index": 0, "delta": {"content": w + " "}, "finish_reason": None}]}
+                        chunk = {
+                            "id": "x",
+                            "object": "chat.completion.chunk",
+                            "created": 0,
+                            "model": "m",
+                            "choices": [{"index": 0, "delta": {"content": w + " "}, "finish_reason": None}],
+                        }
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                    done = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                    done = {
+                        "id": "x",
+                        "object": "chat.completion.chunk",
+                        "created": 0,
+                        "model": "m",
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                    }
                     self.wfile.write(f"data: {json.dumps(done)}\n\n".encode())
                     self.wfile.write(b"data: [DONE]\n\n")
                     return
                 content = _json_answer(body["messages"]) if body.get("response_format") else outer.answer
-                resp = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                     "finish_reason": "stop"}]}
+                resp = {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                    ],
+                }
                 data = json.dumps(resp).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

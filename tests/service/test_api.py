@@ -34,10 +34,16 @@ def test_query_answers_with_citations_and_stage_ranks(live):
     ctx = body["contexts"][cit["number"] - 1]
     assert cit["chunk_id"] == ctx["chunk_id"] and cit["start"] == ctx["start"]
     assert len(body["contexts"]) == 3 and [c["rank"] for c in body["contexts"]] == [1, 2, 3]
-    assert set(body["contexts"][0]["stages"]) <= {"sparse", "dense", "fused"} and "fused" in body["contexts"][0]["stages"]
+    assert (
+        set(body["contexts"][0]["stages"]) <= {"sparse", "dense", "fused"} and "fused" in body["contexts"][0]["stages"]
+    )
     assert {"embed", "search", "generation", "total"} <= set(body["timings_ms"])
     m = body["manifest"]
-    assert m["embedding"]["model"] == "all-MiniLM-L6-v2" and m["retrieval"]["fusion"] == "dbsf" and m["generator"] == "extractive"
+    assert (
+        m["embedding"]["model"] == "all-MiniLM-L6-v2"
+        and m["retrieval"]["fusion"] == "dbsf"
+        and m["generator"] == "extractive"
+    )
 
 
 def test_extractive_generator_declines_when_nothing_answers(live):
@@ -53,16 +59,24 @@ def test_single_retriever_modes(live, mode):
 
 
 def test_dbsf_and_weights_and_filters(live):
-    body = ask(live, question="glucose metabolism", collection="scifact", fusion={"method": "rrf", "rrf_k": 60},
-               generate=False).json()
+    body = ask(
+        live, question="glucose metabolism", collection="scifact", fusion={"method": "rrf", "rrf_k": 60}, generate=False
+    ).json()
     assert body["manifest"]["retrieval"]["fusion"] == "rrf" and body["manifest"]["retrieval"]["rrf_k"] == 60
-    weighted = ask(live, question="glucose metabolism", collection="scifact",
-                   fusion={"method": "rrf", "rrf_k": 2, "weights": [0, 1]}, generate=False).json()
+    weighted = ask(
+        live,
+        question="glucose metabolism",
+        collection="scifact",
+        fusion={"method": "rrf", "rrf_k": 2, "weights": [0, 1]},
+        generate=False,
+    ).json()
     dense = ask(live, question="glucose metabolism", collection="scifact", mode="dense", generate=False).json()
     # With the sparse weight at 0, RRF ranks exactly as the dense retriever does.
     assert [c["chunk_id"] for c in weighted["contexts"]] == [c["chunk_id"] for c in dense["contexts"]]
     one = body["contexts"][0]["doc_id"]
-    filtered = ask(live, question="glucose metabolism", collection="scifact", filters={"doc_id": one}, generate=False).json()
+    filtered = ask(
+        live, question="glucose metabolism", collection="scifact", filters={"doc_id": one}, generate=False
+    ).json()
     assert {c["doc_id"] for c in filtered["contexts"]} == {one}
 
 
@@ -110,9 +124,11 @@ def test_streaming_sse(live):
 
 def test_upload_job_documents_delete(live, tmp_path):
     make_pdf(tmp_path / "lunar.pdf", ["The lunar rover drove 35 kilometres on the Moon."])
-    files = [("files", ("lunar.pdf", (tmp_path / "lunar.pdf").read_bytes(), "application/pdf")),
-             ("files", ("note.md", b"# Note\n\nCopper conducts electricity well.", "text/markdown")),
-             ("files", ("broken.pdf", b"%PDF-1.4 broken", "application/pdf"))]
+    files = [
+        ("files", ("lunar.pdf", (tmp_path / "lunar.pdf").read_bytes(), "application/pdf")),
+        ("files", ("note.md", b"# Note\n\nCopper conducts electricity well.", "text/markdown")),
+        ("files", ("broken.pdf", b"%PDF-1.4 broken", "application/pdf")),
+    ]
     r = live.http.post("/v1/collections/uploads/documents", files=files)
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
@@ -139,9 +155,13 @@ def test_upload_job_documents_delete(live, tmp_path):
 
 
 def test_upload_refusals(live):
-    r = live.http.post("/v1/collections/uploads/documents", files=[("files", ("x.exe", b"MZ", "application/octet-stream"))])
+    r = live.http.post(
+        "/v1/collections/uploads/documents", files=[("files", ("x.exe", b"MZ", "application/octet-stream"))]
+    )
     assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_type"
-    r = live.http.post("/v1/collections/uploads/documents", files=[("files", ("../../etc/passwd.txt", b"root", "text/plain"))])
+    r = live.http.post(
+        "/v1/collections/uploads/documents", files=[("files", ("../../etc/passwd.txt", b"root", "text/plain"))]
+    )
     assert r.status_code == 202  # the name is reduced to its last part: nothing is written outside uploads/
     assert r.json()["files"][0].endswith("/uploads/uploads/passwd.txt")
     assert live.http.get("/v1/jobs/does-not-exist").json()["error"]["code"] == "job_not_found"
@@ -169,22 +189,34 @@ def test_cli_submits_to_the_running_service(live, tmp_path):
     (docs / "a.md").write_text("# Alpha\n\nAlpha particles are helium nuclei.")
     (docs / "b.txt").write_text("Beta decay emits an electron.")
     env = {**os.environ, "RAG_DATA_DIR": str(live.settings.data_dir)}
-    res = subprocess.run([sys.executable, "-m", "rag", "ingest", str(docs), "--collection", "submitted", "--submit", live.url,
-                          "--json"], env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "cli", "ingest", str(docs), "--collection", "submitted", "--submit", live.url, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     job = json.loads(res.stdout)
     assert job["status"] == "succeeded" and job["report"]["summary"]["added"] == 2
     listed = live.http.get("/v1/collections/submitted/documents").json()
     assert {d["doc_id"] for d in listed} == {"a.md", "b.txt"}
     # Without --submit, the CLI is told the store is owned, and how to hand the work over.
-    locked = subprocess.run([sys.executable, "-m", "rag", "ingest", str(docs)], env=env, capture_output=True, text=True,
-                            timeout=300)
+    locked = subprocess.run(
+        [sys.executable, "-m", "cli", "ingest", str(docs)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert locked.returncode == 2 and "--submit" in locked.stderr
 
 
 def test_audit_as_an_api_job(live):
-    cases = [{"id": "a", "question": "What happens to a corrupt PDF during ingest?", "expected": [{"doc_id": "docs/ingesting.md"}]},
-             {"id": "b", "question": "What is a golden set?", "expected": [{"doc_id": "docs/evaluation.md"}]}]
+    cases = [
+        {
+            "id": "a",
+            "question": "What happens to a corrupt PDF during ingest?",
+            "expected": [{"doc_id": "docs/ingesting.md"}],
+        },
+        {"id": "b", "question": "What is a golden set?", "expected": [{"doc_id": "docs/evaluation.md"}]},
+    ]
     r = live.http.post("/v1/audits", json={"collection": "docs", "cases": cases, "ks": [1, 3], "generate": True})
     assert r.status_code == 202, r.text
     audit_id = r.json()["id"]
@@ -206,5 +238,5 @@ def test_serve_refuses_a_store_owned_by_another_process(live):
     import sys
 
     env = {**os.environ, "RAG_DATA_DIR": str(live.settings.data_dir), "RAG_PORT": "0"}
-    res = subprocess.run([sys.executable, "-m", "rag", "serve"], env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-m", "cli", "serve"], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "store_locked" in res.stderr and "Traceback" not in res.stderr

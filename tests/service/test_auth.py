@@ -29,14 +29,21 @@ def test_wrong_key_is_401(secured):
 
 def test_scoped_keys(secured):
     docs = {"X-API-Key": "docs-key"}
-    assert secured.http.post("/v1/query", json={"question": "chunking", "generate": False}, headers=docs).status_code == 200
+    assert (
+        secured.http.post("/v1/query", json={"question": "chunking", "generate": False}, headers=docs).status_code
+        == 200
+    )
     r = secured.http.post("/v1/query", json={"question": "x", "collection": "scifact"}, headers=docs)
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
     # Neither list, read nor delete another collection's documents.
     assert secured.http.get("/v1/collections/scifact/documents", headers=docs).status_code == 403
     assert secured.http.delete("/v1/collections/scifact/documents/4983", headers=docs).status_code == 403
-    assert secured.http.post("/v1/collections/scifact/documents", headers=docs,
-                             files=[("files", ("a.txt", b"text", "text/plain"))]).status_code == 403
+    assert (
+        secured.http.post(
+            "/v1/collections/scifact/documents", headers=docs, files=[("files", ("a.txt", b"text", "text/plain"))]
+        ).status_code
+        == 403
+    )
     listed = {c["name"] for c in secured.http.get("/v1/collections", headers=docs).json()}
     assert listed == {"docs"}
     admin = {"Authorization": "Bearer admin-key"}
@@ -44,8 +51,11 @@ def test_scoped_keys(secured):
 
 
 def test_chat_facade_needs_a_key(secured):
-    r = secured.http.post("/v1/chat/completions", json={"model": "rag/scifact", "messages": [{"role": "user", "content": "x"}]},
-                          headers={"Authorization": "Bearer docs-key"})
+    r = secured.http.post(
+        "/v1/chat/completions",
+        json={"model": "rag/scifact", "messages": [{"role": "user", "content": "x"}]},
+        headers={"Authorization": "Bearer docs-key"},
+    )
     assert r.status_code == 403
 
 

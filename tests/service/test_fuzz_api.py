@@ -22,9 +22,24 @@ def test_schemathesis_finds_no_server_errors(base_settings, tmp_path):
     server = LiveServer(base_settings)
     try:
         res = subprocess.run(
-            [st, "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "25",
-             "--seed", "1", "--no-color", "--request-timeout", "60"],
-            capture_output=True, text=True, timeout=900, cwd=tmp_path,
+            [
+                st,
+                "run",
+                f"{server.url}/openapi.json",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "25",
+                "--seed",
+                "1",
+                "--no-color",
+                "--request-timeout",
+                "60",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=tmp_path,
         )
     finally:
         server.stop()

@@ -12,17 +12,18 @@ import time
 
 import httpx
 
+from core.settings import Settings
 from ingest.chunking import chunk_text
 from ingest.parsers import parse_file
 from ingest.pipeline import Ingestor
-from rag.config import Settings
 from tests.conftest import free_port, scifact_docs, wait_until_up, write_corpus
 
 
 def _serve(data_dir, port):
     env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "RAG_PORT": str(port), "RAG_INGEST_BATCH_CHUNKS": "16"}
-    proc = subprocess.Popen([sys.executable, "-m", "rag", "serve"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_until_up(f"http://127.0.0.1:{port}/readyz", proc, "rag serve")
     return proc
 
@@ -35,13 +36,18 @@ def test_kill_during_ingest_job_and_queries(tmp_path, embedder):
     stop = threading.Event()
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
-            job = http.post("/v1/collections/sci/documents", files=[("files", ("corpus.jsonl", corpus.read_bytes()))]).json()
+            job = http.post(
+                "/v1/collections/sci/documents", files=[("files", ("corpus.jsonl", corpus.read_bytes()))]
+            ).json()
 
             def query_loop():  # queries in flight when the kill lands
                 while not stop.is_set():
                     try:
-                        httpx.post(f"{url}/v1/query", json={"question": "cancer", "collection": "sci", "generate": False},
-                                   timeout=5)
+                        httpx.post(
+                            f"{url}/v1/query",
+                            json={"question": "cancer", "collection": "sci", "generate": False},
+                            timeout=5,
+                        )
                     except httpx.HTTPError:
                         pass
 
@@ -62,7 +68,9 @@ def test_kill_during_ingest_job_and_queries(tmp_path, embedder):
         with httpx.Client(base_url=url, timeout=60) as http:
             assert http.get(f"/v1/jobs/{job['id']}").json()["status"] == "interrupted"
             before = sum(d["chunks"] for d in http.get("/v1/collections/sci/documents").json())
-            again = http.post("/v1/collections/sci/documents", files=[("files", ("corpus.jsonl", corpus.read_bytes()))]).json()
+            again = http.post(
+                "/v1/collections/sci/documents", files=[("files", ("corpus.jsonl", corpus.read_bytes()))]
+            ).json()
             deadline = time.monotonic() + 300
             while (state := http.get(f"/v1/jobs/{again['id']}").json())["status"] in ("queued", "running"):
                 assert time.monotonic() < deadline

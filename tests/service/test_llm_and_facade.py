@@ -22,8 +22,9 @@ def standin():
 
 @pytest.fixture(scope="module")
 def llm_live(base_settings, standin):
-    settings = base_settings.model_copy(update={"llm_base_url": standin.url, "llm_model": "stand-in", "llm_timeout_s": 1.0,
-                                                "llm_max_retries": 0})
+    settings = base_settings.model_copy(
+        update={"llm_base_url": standin.url, "llm_model": "stand-in", "llm_timeout_s": 1.0, "llm_max_retries": 0}
+    )
     server = LiveServer(settings)
     yield server
     server.stop()
@@ -41,8 +42,10 @@ def test_llm_answer_citations_checked(llm_live, standin):
     assert '<source id="1"' in sent[-1]["content"] and sent[-1]["content"].endswith("Question: What do cats eat?")
 
 
-@pytest.mark.parametrize("mode, code", [("slow", "llm_timeout"), ("429", "llm_rate_limited"), ("500", "llm_error"),
-                                        ("malformed", "llm_bad_response")])
+@pytest.mark.parametrize(
+    "mode, code",
+    [("slow", "llm_timeout"), ("429", "llm_rate_limited"), ("500", "llm_error"), ("malformed", "llm_bad_response")],
+)
 def test_llm_failures_still_return_retrieval(llm_live, standin, mode, code):
     standin.mode = mode
     t0 = time.monotonic()
@@ -106,10 +109,15 @@ def test_facade_errors(live):
 
 def test_fewshot_examples_go_before_the_question(base_settings, standin, tmp_path):
     shots = tmp_path / "shots.jsonl"
-    shots.write_text(json.dumps({"question": "What colour is the sky?", "sources": ["The sky is blue."],
-                                 "answer": "The sky is blue [1]."}) + "\n")
-    settings = base_settings.model_copy(update={"llm_base_url": standin.url, "llm_model": "stand-in",
-                                                "fewshot_path": shots, "llm_max_retries": 0})
+    shots.write_text(
+        json.dumps(
+            {"question": "What colour is the sky?", "sources": ["The sky is blue."], "answer": "The sky is blue [1]."}
+        )
+        + "\n"
+    )
+    settings = base_settings.model_copy(
+        update={"llm_base_url": standin.url, "llm_model": "stand-in", "fewshot_path": shots, "llm_max_retries": 0}
+    )
     server = LiveServer(settings)
     try:
         standin.mode = "ok"

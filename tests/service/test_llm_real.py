@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, wait_until_up
-
 from tests.service.conftest import LiveServer
 
 pytestmark = pytest.mark.llm
@@ -36,9 +35,23 @@ def llama_server():
     model = _gguf()
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "4096", "--model_alias", "smollm2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "4096",
+            "--model_alias",
+            "smollm2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/v1"
     wait_until_up(f"{url}/models", proc, "the llama.cpp server")
@@ -49,14 +62,19 @@ def llama_server():
 
 @pytest.fixture(scope="module")
 def live_llm(base_settings, llama_server):
-    server = LiveServer(base_settings.model_copy(update={
-        "llm_base_url": llama_server, "llm_model": "smollm2", "llm_timeout_s": 120.0, "llm_max_tokens": 96}))
+    server = LiveServer(
+        base_settings.model_copy(
+            update={"llm_base_url": llama_server, "llm_model": "smollm2", "llm_timeout_s": 120.0, "llm_max_tokens": 96}
+        )
+    )
     yield server
     server.stop()
 
 
 def test_real_llm_answers_with_checked_citations(live_llm):
-    body = live_llm.http.post("/v1/query", json={"question": "What happens to a corrupt PDF during ingest?", "top_k": 3}).json()
+    body = live_llm.http.post(
+        "/v1/query", json={"question": "What happens to a corrupt PDF during ingest?", "top_k": 3}
+    ).json()
     gen = body["generation"]
     assert gen["generator"] == "openai-compatible:smollm2" and gen["error"] is None, gen
     assert gen["answer"].strip()
@@ -66,6 +84,8 @@ def test_real_llm_answers_with_checked_citations(live_llm):
 
 
 def test_real_llm_streams(live_llm):
-    with live_llm.http.stream("POST", "/v1/query", json={"question": "How are documents chunked?", "stream": True}) as r:
+    with live_llm.http.stream(
+        "POST", "/v1/query", json={"question": "How are documents chunked?", "stream": True}
+    ) as r:
         blocks = [b for b in r.read().decode().split("\n\n") if b.strip()]
     assert sum(b.startswith("event: token") for b in blocks) >= 3 and blocks[-1].startswith("event: final")

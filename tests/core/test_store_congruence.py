@@ -12,11 +12,11 @@ import uuid
 
 import pytest
 
+from core.errors import CollectionMismatchError
+from core.sparse import Bm25Encoder
+from core.store.client import QdrantClientStore
+from core.store.edge import EdgeStore
 from ingest.pipeline import Ingestor
-from rag.errors import CollectionMismatchError
-from rag.sparse import Bm25Encoder
-from rag.store.client import QdrantClientStore
-from rag.store.edge import EdgeStore
 from tests.conftest import SCIFACT, scifact_docs, write_corpus
 
 SERVER_URL = os.environ.get("RAG_TEST_QDRANT_URL")
@@ -33,7 +33,7 @@ QUERIES = [
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory, embedder):
-    from rag.config import Settings
+    from core.settings import Settings
 
     tmp = tmp_path_factory.mktemp("congruence")
     corpus = write_corpus(tmp / "corpus.jsonl", scifact_docs(60))

@@ -12,9 +12,9 @@ from typing import Sequence
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from rag.errors import CollectionNotFoundError, StoreError, StoreLockedError
-from rag.sparse import SparseVec
-from rag.store.base import DENSE, INDEXED_FIELDS, SPARSE, CollectionSpec, Filters, Hit, PointData, QuerySpec, Store
+from core.errors import CollectionNotFoundError, StoreError, StoreLockedError
+from core.sparse import SparseVec
+from core.store.base import DENSE, INDEXED_FIELDS, SPARSE, CollectionSpec, Filters, Hit, PointData, QuerySpec, Store
 
 SCROLL_PAGE = 1000
 UPSERT_BATCH = 256
@@ -25,7 +25,11 @@ def _filter(filters: Filters | None) -> models.Filter | None:
         return None
     must = []
     for key, value in filters.items():
-        match = models.MatchAny(any=list(value)) if isinstance(value, (list, tuple, set)) else models.MatchValue(value=value)
+        match = (
+            models.MatchAny(any=list(value))
+            if isinstance(value, (list, tuple, set))
+            else models.MatchValue(value=value)
+        )
         must.append(models.FieldCondition(key=key, match=match))
     return models.Filter(must=must)
 
@@ -151,7 +155,9 @@ class QdrantClientStore(Store):
             else models.FusionQuery(fusion=models.Fusion.DBSF)
         )
         return models.QueryRequest(
-            prefetch=[models.Prefetch(query=vec, using=using, limit=q.candidates, filter=flt) for vec, using in nearest],
+            prefetch=[
+                models.Prefetch(query=vec, using=using, limit=q.candidates, filter=flt) for vec, using in nearest
+            ],
             query=fuse,
             filter=flt,
             limit=q.limit,

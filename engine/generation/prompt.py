@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from rag.errors import ConfigError
+from core.errors import ConfigError
 
 DECLINE = "The sources do not contain the answer."
 
@@ -40,8 +40,13 @@ def load_fewshot(path: Path | None) -> list[dict]:
         for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
             if line.strip():
                 row = json.loads(line)
-                examples.append({"question": str(row["question"]), "sources": [str(s) for s in row["sources"]],
-                                 "answer": str(row["answer"])})
+                examples.append(
+                    {
+                        "question": str(row["question"]),
+                        "sources": [str(s) for s in row["sources"]],
+                        "answer": str(row["answer"]),
+                    }
+                )
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"few-shot file {path}: line {locals().get('lineno', '?')}: {exc}") from exc
     return examples

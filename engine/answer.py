@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol, Sequence
 
-from service.generation.citations import check_citations
-from service.generation.llm import GenerationError
-from service.generation.prompt import DECLINE
-from service.retrieval import Context, RetrievalParams, RetrievalResult, Retriever
+from engine.generation.citations import check_citations
+from engine.generation.llm import GenerationError
+from engine.generation.prompt import DECLINE
+from engine.retrieval import Context, RetrievalParams, RetrievalResult, Retriever
 
 
 class Generator(Protocol):
@@ -114,8 +114,9 @@ class Answerer:
                     yield "token", piece
                 generation = finish("".join(pieces), retrieval.contexts, self.generator.name)
             except GenerationError as exc:
-                generation = Generation(self.generator.name, answer="".join(pieces) or None,
-                                        error={"code": exc.code, "message": str(exc)})
+                generation = Generation(
+                    self.generator.name, answer="".join(pieces) or None, error={"code": exc.code, "message": str(exc)}
+                )
         timings = dict(retrieval.timings_ms)
         timings["generation"] = round((time.perf_counter() - t) * 1000, 3)
         timings["total"] = round((time.perf_counter() - t0) * 1000, 3)

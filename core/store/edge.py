@@ -16,9 +16,9 @@ from typing import Sequence
 import qdrant_edge as qe
 from filelock import FileLock, Timeout
 
-from rag.errors import CollectionNotFoundError, StoreError, StoreLockedError
-from rag.sparse import SparseVec
-from rag.store.base import DENSE, INDEXED_FIELDS, SPARSE, CollectionSpec, Filters, Hit, PointData, QuerySpec, Store
+from core.errors import CollectionNotFoundError, StoreError, StoreLockedError
+from core.sparse import SparseVec
+from core.store.base import DENSE, INDEXED_FIELDS, SPARSE, CollectionSpec, Filters, Hit, PointData, QuerySpec, Store
 
 SCROLL_PAGE = 1000
 
@@ -178,7 +178,10 @@ class EdgeStore(Store):
 
     def query_batch(self, name: str, requests: Sequence[QuerySpec]) -> list[list[Hit]]:
         batch = qe.QueryBatchRequest([self._request(q) for q in requests])
-        return [[Hit(str(p.id), float(p.score), p.payload or {}) for p in res] for res in self._shard(name).query_batch(batch)]
+        return [
+            [Hit(str(p.id), float(p.score), p.payload or {}) for p in res]
+            for res in self._shard(name).query_batch(batch)
+        ]
 
     def flush(self) -> None:
         with self._guard:

@@ -9,19 +9,21 @@ import sys
 
 import pytest
 
+from core.store import open_store
 from ingest.pipeline import Ingestor
-from rag.store import open_store
 from tests.conftest import ROOT, SCIFACT
 
 
 def rag(args, data_dir, **kw):
     env = {**os.environ, "RAG_DATA_DIR": str(data_dir)}
-    return subprocess.run([sys.executable, "-m", "rag", *args], env=env, capture_output=True, text=True, timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, timeout=600, **kw
+    )
 
 
 @pytest.fixture(scope="module")
 def docs_store(tmp_path_factory, embedder):
-    from rag.config import Settings
+    from core.settings import Settings
 
     data = tmp_path_factory.mktemp("cli") / "data"
     settings = Settings(data_dir=data, _env_file=None)
@@ -32,15 +34,41 @@ def docs_store(tmp_path_factory, embedder):
 
 def test_audit_writes_reports_and_gates(docs_store, tmp_path):
     golden = ROOT / "examples" / "golden-docs.jsonl"
-    ok = rag(["audit", str(golden), "-c", "docs", "--out", str(tmp_path / "a"), "--corpus", str(ROOT / "docs"),
-              "--fail-under", "recall@5=0.5"], docs_store)
+    ok = rag(
+        [
+            "audit",
+            str(golden),
+            "-c",
+            "docs",
+            "--out",
+            str(tmp_path / "a"),
+            "--corpus",
+            str(ROOT / "docs"),
+            "--fail-under",
+            "recall@5=0.5",
+        ],
+        docs_store,
+    )
     assert ok.returncode == 0, ok.stderr
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert report["golden"]["cases"] == 23 and report["verdicts"]["not_in_corpus"] == 1
     assert (tmp_path / "a" / "report.html").exists() and "recall@5" in ok.stdout
 
-    gated = rag(["audit", str(golden), "-c", "docs", "--out", str(tmp_path / "b"), "--baseline",
-                 str(tmp_path / "a" / "report.json"), "--fail-under", "ndcg@10=0.999"], docs_store)
+    gated = rag(
+        [
+            "audit",
+            str(golden),
+            "-c",
+            "docs",
+            "--out",
+            str(tmp_path / "b"),
+            "--baseline",
+            str(tmp_path / "a" / "report.json"),
+            "--fail-under",
+            "ndcg@10=0.999",
+        ],
+        docs_store,
+    )
     assert gated.returncode == 3 and "below the gate" in gated.stderr
     again = json.loads((tmp_path / "b" / "report.json").read_text())
     assert again["comparison"]["paired_cases"] == 23 and again["comparison"]["flipped"] == []
@@ -60,11 +88,16 @@ def test_audit_errors_are_messages(docs_store, tmp_path):
 
 def test_golden_import_and_stubs(tmp_path, docs_store):
     out = tmp_path / "scifact.jsonl"
-    res = rag(["golden", "import-beir", str(SCIFACT / "queries.jsonl"), str(SCIFACT / "qrels" / "test.tsv"), "-o", str(out)],
-              docs_store)
+    res = rag(
+        ["golden", "import-beir", str(SCIFACT / "queries.jsonl"), str(SCIFACT / "qrels" / "test.tsv"), "-o", str(out)],
+        docs_store,
+    )
     assert res.returncode == 0 and len(out.read_text().splitlines()) == 300
     audit_dir = tmp_path / "a"
-    rag(["audit", str(ROOT / "examples" / "golden-docs.jsonl"), "-c", "docs", "--generate", "--out", str(audit_dir)], docs_store)
+    rag(
+        ["audit", str(ROOT / "examples" / "golden-docs.jsonl"), "-c", "docs", "--generate", "--out", str(audit_dir)],
+        docs_store,
+    )
     stubs = tmp_path / "stubs.jsonl"
     res = rag(["golden", "stubs", str(audit_dir / "report.json"), "-o", str(stubs), "--worst", "5"], docs_store)
     assert res.returncode == 0

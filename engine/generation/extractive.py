@@ -9,9 +9,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from rag.embedding import Embedder
-from rag.sparse import Bm25Encoder
-from service.generation.prompt import DECLINE
+from core.embedding import Embedder
+from core.sparse import Bm25Encoder
+from engine.generation.prompt import DECLINE
 
 # Sentence ends, blank lines, and line breaks before list items or headings; other line breaks are wrapping.
 SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*\n|\n(?=\s*(?:[-*+]|\d+\.|#+)\s)")
@@ -45,9 +45,7 @@ class ExtractiveGenerator:
         vecs = self.embedder.encode([question] + [s for _, s in cands])
         cos = vecs[1:] @ vecs[0]
         q_terms = set(self.bm25.term_counts(question))
-        overlap = np.array([
-            len(q_terms & set(self.bm25.term_counts(s))) / max(len(q_terms), 1) for _, s in cands
-        ])
+        overlap = np.array([len(q_terms & set(self.bm25.term_counts(s))) / max(len(q_terms), 1) for _, s in cands])
         scores = 0.8 * cos + 0.2 * overlap
         best = float(scores.max())
         if best < MIN_SCORE:

@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from rag.cli_support import EXIT_BELOW_GATE, EXIT_ERROR, err, errors, out, settings_for
-from rag.config import Settings
+from cli.support import EXIT_BELOW_GATE, EXIT_ERROR, err, errors, out, settings_for
+from core.settings import Settings
 
 golden_app = typer.Typer(help="Golden sets: import, and grow them from audits.", no_args_is_help=True)
 
@@ -41,9 +41,18 @@ def golden_stubs(
 
     data = json.loads(report.read_text())
     ranked = sorted(data["cases"], key=lambda c: (c["verdict"] in GOOD, min(c["metrics"].values(), default=1.0)))
-    stubs = [{"id": f"{c['id']}-review", "question": c["question"], "needs_label": True,
-              "expected": c["expected"], "retrieved": [x["doc_id"] for x in c["retrieved"]],
-              "audit_verdict": c["verdict"]} for c in ranked[:worst] if c["verdict"] not in GOOD]
+    stubs = [
+        {
+            "id": f"{c['id']}-review",
+            "question": c["question"],
+            "needs_label": True,
+            "expected": c["expected"],
+            "retrieved": [x["doc_id"] for x in c["retrieved"]],
+            "audit_verdict": c["verdict"],
+        }
+        for c in ranked[:worst]
+        if c["verdict"] not in GOOD
+    ]
     with open(out_path, "a") as fh:
         fh.writelines(json.dumps(s) + "\n" for s in stubs)
     out.print(f"appended {len(stubs)} stubs to {out_path}")
@@ -68,13 +77,18 @@ def audit(
     collection: Optional[str] = typer.Option(None, "--collection", "-c"),
     k: str = typer.Option("1,3,5,10", "--k", help="Cut-offs for the metrics."),
     generate: bool = typer.Option(False, "--generate", help="Also generate and judge the answers."),
-    judge: bool = typer.Option(False, "--judge", help="With --generate: add ragas's LLM-judged metrics "
-                               "(RAG_JUDGE_* or RAG_LLM_* endpoint); judgments are cached under the data dir."),
+    judge: bool = typer.Option(
+        False,
+        "--judge",
+        help="With --generate: add ragas's LLM-judged metrics "
+        "(RAG_JUDGE_* or RAG_LLM_* endpoint); judgments are cached under the data dir.",
+    ),
     out_dir: Path = typer.Option(Path("audit"), "--out", help="Where report.json/.md/.html go."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="An earlier report.json to compare with."),
     fail_under: list[str] = typer.Option([], "--fail-under", help="METRIC=VALUE: exit 3 if below (CI gate)."),
-    corpus: list[Path] = typer.Option([], "--corpus", help="Files the collection was built from, to tell "
-                                      "'not in the corpus' from 'not in the index'."),
+    corpus: list[Path] = typer.Option(
+        [], "--corpus", help="Files the collection was built from, to tell 'not in the corpus' from 'not in the index'."
+    ),
 ) -> None:
     """Audit retrieval (and with --generate, the answers) against a golden set; write the reports."""
     from diagnostics.audit import Auditor
@@ -82,8 +96,7 @@ def audit(
     from diagnostics.faithfulness import FaithfulnessScorer
     from diagnostics.golden import load_golden
     from diagnostics.report import write_reports
-    from service.retrieval import RetrievalParams
-    from service.state import ServiceState
+    from engine.engine import Engine
 
     settings = settings_for(collection)
     gates = _parse_gates(fail_under)
@@ -96,15 +109,11 @@ def audit(
         gold = load_golden(golden)
         base = json.loads(baseline.read_text()) if baseline else None
         corpus_ids = _corpus_ids(corpus, settings) if corpus else None
-        state = ServiceState.build(settings, jobs=False)
+        engine = Engine.build(settings)
         try:
-            if state.store.get_spec(settings.collection) is None:
-                from rag.errors import CollectionNotFoundError
-
-                raise CollectionNotFoundError(f"no collection named {settings.collection!r}")
-            params = RetrievalParams(mode=settings.retrieval_mode, fusion=settings.fusion, rrf_k=settings.rrf_k,
-                                     weights=settings.rrf_weights, top_k=settings.top_k, candidates=settings.candidates)
-            scorer = FaithfulnessScorer(state.retriever.embedder, state.retriever.bm25)
+            engine.require_collection(settings.collection)
+            params = engine.params()
+            scorer = FaithfulnessScorer(engine.embedder, engine.bm25)
             ragas_judge = None
             if judge:
                 from diagnostics.judge import RagasJudge
@@ -113,22 +122,34 @@ def audit(
             columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
             with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
                 task = bar.add_task("cases", total=len(gold.cases))
-                report = Auditor(state.answerer, state.store, scorer, ragas_judge).run(
-                    gold, settings.collection, params, ks, generate, corpus_ids, progress=lambda n: bar.advance(task, n))
+                report = Auditor(engine.answerer, engine.store, scorer, ragas_judge).run(
+                    gold, settings.collection, params, ks, generate, corpus_ids, progress=lambda n: bar.advance(task, n)
+                )
         finally:
-            state.close()
+            engine.close()
     if base:
         report["comparison"] = compare(report, base)
     paths = write_reports(report, out_dir)
     out.print(report["summary"]["text"])
     for name, m in report["overall"].items():
-        out.print(f"  {name:<22} " + (f"{m['mean']:.3f}  [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]" if m["mean"] is not None
-                                      else f"unmeasured ({m.get('unmeasured', 0)} cases)"))
+        out.print(
+            f"  {name:<22} "
+            + (
+                f"{m['mean']:.3f}  [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]"
+                if m["mean"] is not None
+                else f"unmeasured ({m.get('unmeasured', 0)} cases)"
+            )
+        )
     out.print(f"reports: {paths['md']}, {paths['html']}, {paths['json']} ({report['seconds']} s)")
-    failed = [f"{n} {report['overall'][n]['mean'] or 0:.3f} < {v}" for n, v in gates.items()
-              if n not in report["overall"] or report["overall"][n]["mean"] is None or report["overall"][n]["mean"] < v]
+    failed = [
+        f"{n} {report['overall'][n]['mean'] or 0:.3f} < {v}"
+        for n, v in gates.items()
+        if n not in report["overall"] or report["overall"][n]["mean"] is None or report["overall"][n]["mean"] < v
+    ]
     if failed:
-        err.print("[bold red]below the gate[/]: " + "; ".join(f if " < " in f else f"{f} (no such metric)" for f in failed))
+        err.print(
+            "[bold red]below the gate[/]: " + "; ".join(f if " < " in f else f"{f} (no such metric)" for f in failed)
+        )
         raise typer.Exit(EXIT_BELOW_GATE)
 
 
@@ -146,5 +167,3 @@ def _corpus_ids(paths: list[Path], settings: Settings) -> set[str]:
         else:
             ids.add(doc_id)
     return ids
-
-

@@ -14,8 +14,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
-from rag.errors import CollectionMismatchError
-from rag.sparse import SparseVec
+from core.errors import CollectionMismatchError
+from core.sparse import SparseVec
 
 DENSE = "dense"
 SPARSE = "bm25"
@@ -83,8 +83,9 @@ class QuerySpec:
 
     dense: Sequence[float] | None = None
     sparse: SparseVec | None = None
-    fusion: Fusion = "rrf"
-    rrf_k: int = 60
+    # No defaults here: the engine's parameters (engine/params.py, from the settings) name them.
+    fusion: Fusion | None = None
+    rrf_k: int | None = None
     weights: Sequence[float] | None = None
     limit: int = 10
     candidates: int = 100
@@ -96,8 +97,10 @@ class QuerySpec:
             raise ValueError("a query needs a dense vector, a sparse vector, or both.")
         if self.limit <= 0 or self.candidates <= 0:
             raise ValueError("limit and candidates must be greater than 0.")
-        if self.rrf_k < 1:
-            raise ValueError("rrf_k must be at least 1.")
+        if self.dense is not None and self.sparse is not None and self.fusion is None:
+            raise ValueError("a query with both vectors names its fusion ('rrf' or 'dbsf').")
+        if self.fusion == "rrf" and (self.rrf_k is None or self.rrf_k < 1):
+            raise ValueError("rrf fusion needs rrf_k of at least 1.")
         if self.weights is not None and len(self.weights) != 2:
             raise ValueError("weights are (sparse, dense): give two numbers.")
 

@@ -8,8 +8,8 @@ from typing import Iterator, Optional
 import typer
 from rich.console import Console
 
-from rag.config import Settings
-from rag.errors import RagError
+from core.errors import RagError
+from core.settings import Settings
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)

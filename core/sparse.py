@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from qdrant_edge import Bm25, Bm25Config
 
-from rag.config import Settings
+from core.settings import Settings
 
 
 @dataclass(frozen=True)

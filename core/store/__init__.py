@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from rag.config import Settings
-from rag.store.base import DENSE, SPARSE, CollectionSpec, Hit, PointData, QuerySpec, Store
+from core.settings import Settings
+from core.store.base import DENSE, SPARSE, CollectionSpec, Hit, PointData, QuerySpec, Store
 
 
 def open_store(settings: Settings) -> Store:
     """Return the configured store. Raises StoreLockedError when another process owns an embedded one."""
     if settings.qdrant_url:
-        from rag.store.client import QdrantClientStore
+        from core.store.client import QdrantClientStore
 
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         return QdrantClientStore(
@@ -20,10 +20,10 @@ def open_store(settings: Settings) -> Store:
             replication_factor=settings.qdrant_replication_factor,
         )
     if settings.store == "local":
-        from rag.store.client import QdrantClientStore
+        from core.store.client import QdrantClientStore
 
         return QdrantClientStore(path=settings.data_dir / "local")
-    from rag.store.edge import EdgeStore
+    from core.store.edge import EdgeStore
 
     return EdgeStore(settings.data_dir / "edge")
 

@@ -12,12 +12,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rag.cli_support import EXIT_ERROR, EXIT_FILES_FAILED, err, out
-from rag.cli_support import errors as _errors
-from rag.cli_support import settings_for as _settings
-from rag.config import Settings
+from cli.audit import audit, golden_app
+from cli.support import EXIT_ERROR, EXIT_FILES_FAILED, err, out
+from cli.support import errors as _errors
+from cli.support import settings_for as _settings
+from core.settings import Settings
 
 app = typer.Typer(help="A RAG service that can tell you why it answered wrong.", no_args_is_help=True)
+
+
 @app.command()
 def ingest(
     paths: list[Path] = typer.Argument(..., help="Files and folders to ingest."),
@@ -30,9 +33,9 @@ def ingest(
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key for --submit."),
 ) -> None:
     """Parse, chunk, embed and upsert documents. Unchanged documents cost nothing; failed files are listed."""
+    from core.embedding import get_embedder
+    from core.store import open_store
     from ingest.pipeline import Ingestor
-    from rag.embedding import get_embedder
-    from rag.store import open_store
 
     settings = _settings(collection)
     if submit:
@@ -70,15 +73,18 @@ def _submit(url: str, api_key: Optional[str], paths: list[Path], collection: str
 
     import httpx
 
+    from core.errors import StoreError
     from ingest.pipeline import discover
-    from rag.errors import StoreError
 
     files = [f for f, _, skip in discover(paths) if skip is None and f.is_file()]
     headers = {"X-API-Key": api_key} if api_key else {}
     with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=300) as http:
         handles = [open(f, "rb") for f in files]
         try:
-            r = http.post(f"/v1/collections/{collection}/documents", files=[("files", (f.name, h)) for f, h in zip(files, handles)])
+            r = http.post(
+                f"/v1/collections/{collection}/documents",
+                files=[("files", (f.name, h)) for f, h in zip(files, handles)],
+            )
         except httpx.TransportError as exc:
             raise StoreError(f"cannot reach the service at {url}: {exc}") from exc
         finally:
@@ -151,12 +157,12 @@ def delete(
     collection: Optional[str] = typer.Option(None, "--collection", "-c"),
 ) -> None:
     """Delete documents (all their chunks) by document id."""
-    from rag.store import open_store
+    from core.store import open_store
 
     settings = _settings(collection)
     with _errors(), open_store(settings) as store:
         if store.get_spec(settings.collection) is None:
-            from rag.errors import CollectionNotFoundError
+            from core.errors import CollectionNotFoundError
 
             raise CollectionNotFoundError(f"no collection named {settings.collection!r}")
         before = store.count(settings.collection)
@@ -169,7 +175,7 @@ def delete(
 @app.command()
 def collections() -> None:
     """List collections with their point counts and the settings they were built with."""
-    from rag.store import open_store
+    from core.store import open_store
 
     settings = Settings()
     with _errors(), open_store(settings) as store:
@@ -189,7 +195,7 @@ def collections() -> None:
 @app.command()
 def optimize(collection: Optional[str] = typer.Option(None, "--collection", "-c")) -> None:
     """Build indexes and merge segments (slow on big collections; run it between ingests, not under load)."""
-    from rag.store import open_store
+    from core.store import open_store
 
     settings = _settings(collection)
     with _errors(), open_store(settings) as store:
@@ -216,8 +222,6 @@ def serve(
         state = ServiceState.build(settings)
     uvicorn.run(create_app(settings, state), host=host or settings.host, port=port or settings.port, log_level="info")
 
-
-from diagnostics.cli import audit, golden_app  # noqa: E402  (registered after the helpers they use)
 
 app.command()(audit)
 app.add_typer(golden_app, name="golden")

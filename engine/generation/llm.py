@@ -8,9 +8,9 @@ from typing import Iterator, Sequence
 
 import openai
 
-from rag.config import Settings
-from rag.errors import RagError
-from service.generation.prompt import build_messages, load_fewshot
+from core.errors import RagError
+from core.settings import Settings
+from engine.generation.prompt import build_messages, load_fewshot
 
 
 class GenerationError(RagError):
@@ -31,7 +31,9 @@ def _translate(exc: Exception) -> GenerationError:
         return GenerationError("llm_rate_limited", "the LLM endpoint is rate limiting us (429)")
     if isinstance(exc, openai.APIStatusError):
         return GenerationError("llm_error", f"the LLM endpoint answered {exc.status_code}: {exc.message}")
-    return GenerationError("llm_bad_response", f"the LLM endpoint's answer could not be read: {type(exc).__name__}: {exc}")
+    return GenerationError(
+        "llm_bad_response", f"the LLM endpoint's answer could not be read: {type(exc).__name__}: {exc}"
+    )
 
 
 class LLMGenerator:
@@ -42,7 +44,10 @@ class LLMGenerator:
         self.fewshot = load_fewshot(settings.fewshot_path)
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
         self.client = openai.OpenAI(
-            base_url=settings.llm_base_url, api_key=key, timeout=settings.llm_timeout_s, max_retries=settings.llm_max_retries
+            base_url=settings.llm_base_url,
+            api_key=key,
+            timeout=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
         )
 
     def _messages(self, question: str, sources: Sequence[tuple[str, str]]) -> list[dict]:
@@ -52,8 +57,10 @@ class LLMGenerator:
         """The answer text; raises GenerationError."""
         try:
             resp = self.client.chat.completions.create(
-                model=self.model, messages=self._messages(question, sources),
-                max_tokens=self.max_tokens, temperature=self.temperature,
+                model=self.model,
+                messages=self._messages(question, sources),
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
             )
             content = resp.choices[0].message.content
         except Exception as exc:  # every failure of the endpoint, including malformed bodies
@@ -66,8 +73,11 @@ class LLMGenerator:
         """Tokens as they come; raises GenerationError, also mid-way when the stream is cut."""
         try:
             stream = self.client.chat.completions.create(
-                model=self.model, messages=self._messages(question, sources),
-                max_tokens=self.max_tokens, temperature=self.temperature, stream=True,
+                model=self.model,
+                messages=self._messages(question, sources),
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                stream=True,
             )
             finished = False
             for chunk in stream:

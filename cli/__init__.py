@@ -1,0 +1,1 @@
+"""The `rag` command: the top layer, over the service, the diagnostics, ingest and the engine."""

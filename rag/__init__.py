@@ -1,3 +1,0 @@
-"""Shared core of the RAG service: settings, errors, models, and the Qdrant store."""
-
-__version__ = "0.1.0"
