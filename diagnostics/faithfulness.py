@@ -18,9 +18,9 @@ import numpy as np
 
 from core.embedding import Embedder
 from core.sparse import Bm25Encoder
+from core.text import sentences
 from engine.generation.citations import CITATION
 
-SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z]{2,}\b")
 NEGATION = re.compile(r"\b(?:not|no|never|none|neither|nor|without|cannot|lack|lacks|absent|fails?)\b|n't\b", re.I)
@@ -46,17 +46,11 @@ class ClaimSupport:
 
 def split_claims(answer: str) -> list[str]:
     """Sentences of an answer, citations removed, fragments of under 3 words dropped."""
-    text = CITATION.sub("", answer)
-    out = []
-    for s in SENTENCE.split(text):
-        s = " ".join(s.split()).strip()
-        if len(s.split()) >= 3:
-            out.append(s)
-    return out
+    return sentences(CITATION.sub("", answer), min_words=3)
 
 
 def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in SENTENCE.split(text) if len(s.split()) >= 3] or [text]
+    return sentences(text, min_words=3) or [text]
 
 
 class FaithfulnessScorer:

@@ -14,11 +14,11 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Protocol, Sequence
 
+from core.text import sentence_spans
+
 HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.M)
 FENCE = re.compile(r"^(```|~~~)", re.M)
 PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-# End of sentence: . ! or ? (maybe closed by a quote or bracket) then whitespace; or a line break.
-SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n")
 
 
 class Span(Protocol):
@@ -119,21 +119,8 @@ def _units(text: str, start: int, end: int) -> list[_Unit]:
         para_start = m.end()
     spans.append((para_start, end))
     for p, (ps, pe) in enumerate(spans):
-        s = ps
-        for m in SENTENCE_END.finditer(text, ps, pe):
-            units.extend(_trimmed(text, s, m.start(), p))
-            s = m.end()
-        units.extend(_trimmed(text, s, pe, p))
+        units.extend(_Unit(a, b, p) for a, b in sentence_spans(text, ps, pe, lines=True))
     return units
-
-
-def _trimmed(text: str, start: int, end: int, paragraph: int) -> list[_Unit]:
-    piece = text[start:end]
-    stripped = piece.strip()
-    if not stripped:
-        return []
-    lead = len(piece) - len(piece.lstrip())
-    return [_Unit(start + lead, start + lead + len(stripped), paragraph)]
 
 
 def _cut_long(text: str, unit: _Unit, counter: TokenCounter, settings: ChunkerSettings) -> list[_Unit]:

@@ -11,24 +11,16 @@ import numpy as np
 
 from core.embedding import Embedder
 from core.sparse import Bm25Encoder
+from core.text import sentences
 from engine.generation.prompt import DECLINE
 
-# Sentence ends, blank lines, and line breaks before list items or headings; other line breaks are wrapping.
-SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*\n|\n(?=\s*(?:[-*+]|\d+\.|#+)\s)")
 MIN_SCORE = 0.35  # below this (0.8 * cosine + 0.2 * term overlap) no sentence is taken to answer
 MAX_SENTENCES = 3
 MARGIN = 0.08  # sentences within this of the best one are kept too
 
 
 def _sentences(text: str) -> list[str]:
-    out = []
-    for s in SENTENCE.split(text):
-        s = " ".join(s.split())
-        if s.startswith("#"):
-            continue  # a heading is not an answer
-        if len(s.split()) >= 4:
-            out.append(s)
-    return out
+    return [s for s in sentences(text, min_words=4) if not s.startswith("#")]  # a heading is not an answer
 
 
 class ExtractiveGenerator:

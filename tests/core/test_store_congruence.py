@@ -101,7 +101,7 @@ def test_same_rankings_and_scores(stores, embedder, backend, mode, kw):
 def test_filters(stores, embedder, backend):
     store, name = stores[backend]
     wanted = ["4983", "5836"]
-    hits = _run(store, name, embedder, QUERIES[0], "hybrid", filters={"doc_id": wanted})
+    hits = _run(store, name, embedder, QUERIES[0], "hybrid", fusion="dbsf", filters={"doc_id": wanted})
     assert hits and {d for d, _, _ in hits} <= set(wanted)
     assert store.count(name, {"doc_id": wanted}) == len(store.scroll(name, ["doc_id"], {"doc_id": wanted}))
 
