@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     bm25_language: str = "english"
 
     # Ingest
-    ingest_batch_chunks: int = Field(512, gt=0, description="Chunks embedded and written per batch.")
+    ingest_batch_chunks: int = Field(
+        128, gt=0, description="Chunks embedded and written per batch; a stopped job finishes its batch first."
+    )
     max_file_mb: float = Field(50.0, gt=0)
     parse_timeout_s: float = Field(120.0, gt=0, description="Per-file parse time limit (parsing runs in a worker).")
     parse_memory_mb: int = Field(4096, gt=256, description="Address-space limit of the parser worker.")

@@ -30,6 +30,7 @@ from ingest.parsers import doc_type_of
 POINT_NAMESPACE = uuid.UUID("6f1c1f7e-3a52-4c0e-9a57-4f0bd1a8c1d2")
 
 Progress = Callable[[str, int], None]  # (what, how many more): "files", "documents", "chunks"
+Stop = Callable[[], "str | None"]  # asked between files and batches: a reason to stop now, or None
 
 
 @dataclass
@@ -53,6 +54,17 @@ class IngestReport:
     chunks_deleted: int = 0
     points: int = 0
     seconds: float = 0.0
+    stopped: str | None = None  # why the job stopped before its last file (cancelled, over a limit, shutdown)
+
+    @property
+    def status(self) -> str:
+        """succeeded; failed when every file that was tried failed; partial when some failed or the job stopped."""
+        tried = [f for f in self.files if f.status != "skipped"]
+        if tried and all(f.status == "failed" for f in tried):
+            return "failed"
+        if self.stopped or any(f.status == "failed" for f in tried):
+            return "partial"
+        return "succeeded"
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -65,6 +77,7 @@ class IngestReport:
         d = asdict(self)
         d["summary"] = {s: self.count(s) for s in ("added", "updated", "unchanged", "failed", "skipped")}
         d["summary"]["seen"] = len(self.files)
+        d["status"] = self.status
         return d
 
 
@@ -132,9 +145,18 @@ class Ingestor:
         ]
 
     def run(
-        self, paths: list[Path], collection: str, sync: bool = False, progress: Progress | None = None
+        self,
+        paths: list[Path],
+        collection: str,
+        sync: bool = False,
+        progress: Progress | None = None,
+        stop: Stop | None = None,
     ) -> IngestReport:
-        """Ingest files and folders into `collection`. Per-file failures are reported, not raised."""
+        """Ingest files and folders into `collection`. Per-file failures are reported, not raised.
+
+        `stop` is asked before each file and each write: when it gives a reason, what was written stays, the
+        files not reached are reported skipped with that reason, `report.stopped` holds it, and no --sync runs.
+        """
         t0 = time.perf_counter()
         tick = progress or (lambda what, n: None)
         self.store.ensure_collection(collection, self.spec)
@@ -149,21 +171,27 @@ class Ingestor:
         protected: set[str] = set()  # sources that failed: their stored documents stay
         parser = IsolatedParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb)
         try:
-            self._run_files(files, collection, state, by_source, claimed, protected, report, parser, tick)
+            self._run_files(files, collection, state, by_source, claimed, protected, report, parser, tick,
+                            stop or (lambda: None))
         finally:
             parser.close()
-        if sync:
+        if sync and not report.stopped:
             self._sync(collection, paths, state, claimed, protected, report)
         self.store.flush()
         report.points = self.store.count(collection)
         report.seconds = round(time.perf_counter() - t0, 3)
         return report
 
-    def _run_files(self, files, collection, state, by_source, claimed, protected, report, parser, tick) -> None:
+    def _run_files(self, files, collection, state, by_source, claimed, protected, report, parser, tick, stop) -> None:
         """Parse, plan and write file by file; per-file failures go into the report."""
         batch: list[_DocWork] = []
         pending = 0
-        for path, doc_id, skip in files:
+        for i, (path, doc_id, skip) in enumerate(files):
+            if (reason := stop()) is not None:
+                report.stopped = reason
+                why = f"job stopped: {reason}"
+                report.files.extend(FileResult(str(p), "skipped", reason=why) for p, _, _ in files[i:])
+                break  # the planned batch (at most ingest_batch_chunks) is still written below
             tick("files", 1)
             source = str(path)
             if skip:
