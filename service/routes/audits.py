@@ -1,34 +1,34 @@
 """Audits as API jobs: `POST /v1/audits` with a golden set in the body (never a server path), then poll
-`GET /v1/audits/{id}` for progress and the report. Same code as `rag audit`."""
+`GET /v1/audits/{id}` (or `/v1/jobs/{id}`) for progress and the report; `POST /v1/jobs/{id}/cancel` stops one.
+Same code as `rag audit`. Audits are jobs of the one job system (service/jobs.py): queued per API key, kept
+in the service database, bounded in cases and question length."""
 
 from __future__ import annotations
 
 import json
 import tempfile
-import threading
-import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import InvalidRequestError, RagError
+from core.errors import InvalidRequestError
 from diagnostics.audit import Auditor
-from diagnostics.faithfulness import FaithfulnessScorer
-from diagnostics.golden import load_golden
+from diagnostics.golden import GoldenSet, load_golden
+from diagnostics.learned_judge import offline_judge
 from service.deps import AccessDep, StateDep
+from service.jobs import JobContext, Outcome, Runner, Stopped
+from service.routes.documents import OwnerDep
 from service.routes.query import ERRORS
 from service.schemas import CollectionName
 
 router = APIRouter(tags=["audits"])
-_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
-_jobs: dict[str, dict] = {}
-_lock = threading.Lock()
 
 
 class AuditRequest(BaseModel):
+    """An audit. The whole request is kept with the job and handed to the run as it is, so a new option is a
+    new field here and its use in `audit_runner`."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -49,55 +49,97 @@ class AuditRequest(BaseModel):
     )
     collection: CollectionName | None = None
     cases: list[dict] = Field(min_length=1, description="Golden-set cases, in the JSONL format's fields.")
-    ks: list[int] = Field([1, 3, 5, 10], min_length=1)
+    ks: list[int] = Field([1, 3, 5, 10], min_length=1, max_length=20)
     generate: bool = False
+    rerank: bool | None = Field(None, description="Audit with the reranker on or off; default: the service's.")
+    judge: bool = Field(False, description="With generate: the ragas LLM judge (RAG_JUDGE_*) decides faithfulness.")
+    corpus: list[str] | None = Field(
+        None,
+        max_length=1_000_000,
+        description="Document ids the collection was built from: tells not_in_corpus from not_in_index.",
+    )
+    ingest_reports: list[dict] | None = Field(
+        None,
+        max_length=1000,
+        description="Ingest reports or job records (`rag ingest --json`, GET /v1/jobs/{id}): documents whose file "
+        "failed are reported failed_to_ingest with the reason.",
+    )
+
+
+def _golden(cases: list[dict]) -> GoldenSet:
+    with tempfile.TemporaryDirectory() as tmp:  # validated with the very loader the CLI uses
+        path = Path(tmp) / "golden.jsonl"
+        path.write_text("\n".join(json.dumps(c) for c in cases))
+        return load_golden(path)
 
 
 @router.post("/v1/audits", status_code=202, responses=ERRORS)
-def start_audit(req: AuditRequest, state: StateDep, access: AccessDep) -> dict:
-    collection = req.collection or state.settings.collection
+def start_audit(req: AuditRequest, state: StateDep, access: AccessDep, owner: OwnerDep) -> dict:
+    s = state.settings
+    collection = req.collection or s.collection
     access.check(collection)
     state.engine.require_collection(collection)
-    if any(k < 1 for k in req.ks):
-        raise InvalidRequestError("invalid_parameters", "ks must be whole numbers >= 1")
-    with tempfile.TemporaryDirectory() as tmp:  # validated with the very loader the CLI uses
-        path = Path(tmp) / "golden.jsonl"
-        path.write_text("\n".join(json.dumps(c) for c in req.cases))
-        golden = load_golden(path)
-    job = {
-        "id": uuid.uuid4().hex,
-        "collection": collection,
-        "status": "queued",
-        "created_at": time.time(),
-        "progress": {"cases": 0, "total": len(golden.cases)},
-        "report": None,
-        "error": None,
-    }
-    with _lock:
-        _jobs[job["id"]] = job
-
-    def work() -> None:
-        job["status"] = "running"
-        try:
-            params = state.engine.params()
-            scorer = FaithfulnessScorer(state.retriever.embedder, state.retriever.bm25)
-            tick = lambda n: job["progress"].__setitem__("cases", job["progress"]["cases"] + n)  # noqa: E731
-            job["report"] = Auditor(state.answerer, state.store, scorer).run(
-                golden, collection, params, req.ks, req.generate, progress=tick
+    if any(k < 1 or k > 1000 for k in req.ks):
+        raise InvalidRequestError("invalid_parameters", "ks must be whole numbers from 1 to 1000")
+    if len(req.cases) > s.audit_max_cases:
+        raise InvalidRequestError(
+            "too_many_cases", f"{len(req.cases)} cases; an audit takes at most {s.audit_max_cases}", 413
+        )
+    for case in req.cases:
+        question = case.get("question")
+        if isinstance(question, str) and len(question) > s.max_question_chars:
+            raise InvalidRequestError(
+                "question_too_long",
+                f"case {str(case.get('id'))[:64]!r}: the question is over {s.max_question_chars} characters",
             )
-            job["status"] = "succeeded"
-        except RagError as exc:
-            job.update(status="failed", error=f"{exc.code}: {exc}")
-        except Exception as exc:  # a job must end with a state
-            job.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-
-    _pool.submit(work)
-    return {k: v for k, v in job.items() if k != "report"}
+    golden = _golden(req.cases)
+    state.engine.params(rerank=req.rerank)  # rerank_unavailable now, not in the job
+    state.jobs.check_queue(owner)
+    request = {**req.model_dump(mode="json"), "collection": collection}
+    job = state.jobs.submit(
+        "audit", collection, owner, request=request, progress={"cases": 0, "total": len(golden.cases)}
+    )
+    return {k: v for k, v in job.items() if k not in ("report", "files")}
 
 
 @router.get("/v1/audits/{audit_id}", responses=ERRORS)
-def get_audit(audit_id: str, access: AccessDep) -> dict:
-    job = _jobs.get(audit_id)
+def get_audit(audit_id: str, state: StateDep, access: AccessDep) -> dict:
+    job = state.jobs.get(audit_id, kind="audit")
     if job is None or not access.allows(job["collection"]):
-        raise InvalidRequestError("audit_not_found", f"no audit {audit_id!r}", 404)
-    return job
+        raise InvalidRequestError("audit_not_found", f"no audit {audit_id[:64]!r}", 404)
+    return {k: v for k, v in job.items() if k != "files"}
+
+
+def audit_runner(engine) -> Runner:
+    """Run an audit job on the service's engine; it stops between cases when asked (cancel, limit, shutdown)."""
+
+    def run(ctx: JobContext) -> Outcome:
+        req = AuditRequest.model_validate(ctx.request)
+        golden = _golden(req.cases)
+        scorer = offline_judge(engine.retriever.embedder, engine.retriever.bm25)
+        judge = None
+        if req.judge and req.generate:
+            from diagnostics.judge import RagasJudge
+
+            judge = RagasJudge(engine.settings, engine.settings.data_dir / "judge_cache.jsonl")
+
+        def tick(n: int) -> None:
+            ctx.tick("cases", n)
+            if (reason := ctx.stop()) is not None:
+                raise Stopped(reason)
+
+        if (reason := ctx.stop()) is not None:
+            raise Stopped(reason)
+        report = Auditor(engine.answerer, engine.store, scorer, judge).run(
+            golden,
+            ctx.collection,
+            engine.params(rerank=req.rerank),
+            req.ks,
+            req.generate,
+            set(req.corpus) if req.corpus is not None else None,
+            progress=tick,
+            ingest_records=req.ingest_reports,
+        )
+        return Outcome(report, "succeeded")
+
+    return run

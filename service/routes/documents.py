@@ -1,16 +1,24 @@
-"""Collections, documents and ingest jobs: upload files to start a job, poll it, list and delete documents."""
+"""Collections, documents and ingest jobs: upload files to start a job, poll or cancel it, list and delete
+documents."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Callable
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, Depends, Request
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
-from core.errors import InvalidRequestError
+from core.errors import Forbidden, InvalidRequestError, RagError
 from ingest.parsers import doc_type_of
+from service.auth import presented_key
 from service.deps import AccessDep, StateDep
+from service.jobs import JobNotFound, owner_of, scrub
 from service.routes.query import ERRORS
 from service.schemas import CollectionPath, DocumentOut, JobOut
 
@@ -18,12 +26,137 @@ router = APIRouter(tags=["documents"])
 CHUNK = 1 << 20
 
 
-def _safe_name(name: str | None) -> str:
-    base = Path(name or "").name  # no directories: nothing outside the upload folder can be named
-    base = re.sub(r"[^\w.\- ]", "_", base).strip(" .")
-    if not base:
-        raise InvalidRequestError("invalid_filename", f"unusable file name {name!r}")
-    return base
+# Uploads are read from the request stream by hand: each file goes straight into the job's own staging folder,
+# and every limit is checked as the bytes arrive (nothing is spooled elsewhere first).
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "Documents to ingest. A file name may hold a relative path "
+                            "(`2023/summary.txt`): it is kept, and is the document id.",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+DRAIN_LIMIT = 16 << 20  # after a refusal, read at most this much more of the body so the client gets the answer
+
+
+def upload_name(raw: str | None) -> str:
+    """The upload's relative path, made safe: no `..`, no leading `/`, no hidden parts, tame characters."""
+    parts = [re.sub(r"[^\w.\- ]", "_", p).strip(" .") for p in re.split(r"[\\/]+", raw or "")]
+    parts = [p for p in parts if p]
+    name = "/".join(parts)
+    if not parts or len(parts) > 16 or len(name.encode()) > 1024 or any(len(p.encode()) > 255 for p in parts):
+        raise InvalidRequestError("invalid_filename", f"unusable file name {(raw or '')[:100]!r}")
+    return name
+
+
+class _Receiver:
+    """python-multipart callbacks that write the `files` parts of one request into `folder`."""
+
+    def __init__(self, folder: Path, settings, budget: int, counted: Callable[[int], None]):
+        self.folder, self.counted = folder, counted
+        self.file_limit = int(settings.max_upload_mb * 1e6)
+        self.request_limit = int(settings.max_upload_request_mb * 1e6)
+        self.key_limit_mb, self.budget = settings.max_upload_key_mb, budget
+        self.max_files, self.settings = settings.max_upload_files, settings
+        self.names: list[str] = []
+        self.total = 0
+        self._dirs: set[str] = set()
+        self._out = None
+        self._size = 0
+        self._headers: dict[bytes, bytes] = {}
+        self._field, self._value = b"", b""
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self._begin,
+            "on_header_field": lambda d, a, b: setattr(self, "_field", self._field + d[a:b]),
+            "on_header_value": lambda d, a, b: setattr(self, "_value", self._value + d[a:b]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._data,
+            "on_part_end": self.close,
+        }
+
+    def _begin(self) -> None:
+        self._headers, self._out, self._size = {}, None, 0
+
+    def _header_end(self) -> None:
+        self._headers[self._field.lower()] = self._value
+        self._field, self._value = b"", b""
+
+    def _headers_finished(self) -> None:
+        _, opts = parse_options_header(self._headers.get(b"content-disposition", b""))
+        if opts.get(b"name") != b"files":
+            return  # another field: its bytes count toward the request's total, and are dropped
+        if b"filename" not in opts:
+            raise InvalidRequestError("invalid_request", "files: each part must be a file", 422)
+        if len(self.names) >= self.max_files:
+            raise InvalidRequestError("too_many_files", f"more than {self.max_files} files; that is the limit", 413)
+        name = upload_name(opts[b"filename"].decode("utf-8", "replace"))
+        if doc_type_of(Path(name)) is None:
+            raise InvalidRequestError("unsupported_type", f"{name}: unsupported file type", 415)
+        parents = {"/".join(name.split("/")[:i]) for i in range(1, name.count("/") + 1)}
+        if name in self.names or name in self._dirs or parents & set(self.names):
+            raise InvalidRequestError(
+                "duplicate_file", f"{name}: two files in one request have this name (or it is also a folder)", 400
+            )
+        self.names.append(name)
+        self._dirs |= parents
+        dest = self.folder / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._out = open(dest, "xb")
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        n = end - start
+        self._size += n
+        self.total += n
+        self.counted(n)
+        if self.total > self.request_limit:
+            raise InvalidRequestError(
+                "upload_too_large",
+                f"the files of one request are over the {self.settings.max_upload_request_mb:g} MB limit",
+                413,
+            )
+        if self.total > self.budget:
+            raise InvalidRequestError(
+                "upload_quota_exceeded",
+                f"this API key's waiting and running uploads would be over the {self.key_limit_mb:g} MB limit",
+                413,
+            )
+        if self._out is not None:
+            if self._size > self.file_limit:
+                raise InvalidRequestError(
+                    "upload_too_large", f"{self.names[-1]} is over the {self.settings.max_upload_mb:g} MB limit", 413
+                )
+            self._out.write(data[start:end])
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+
+def get_owner(request: Request, state: StateDep) -> str:
+    """Who the caller is, for job ownership and fairness: a hash of the API key ("open" with no keys)."""
+    if not state.settings.api_keys:
+        return "open"
+    return owner_of(presented_key(request.headers.get("authorization"), request.headers.get("x-api-key")))
+
+
+OwnerDep = Annotated[str, Depends(get_owner)]
 
 
 @router.get("/v1/collections", responses=ERRORS)
@@ -35,48 +168,99 @@ def list_collections(state: StateDep, access: AccessDep) -> list[dict]:
     ]
 
 
-@router.post("/v1/collections/{collection}/documents", status_code=202, response_model=JobOut, responses=ERRORS)
-def upload(
-    collection: CollectionPath,
-    files: Annotated[list[UploadFile], File(description="Documents to ingest")],
-    state: StateDep,
-    access: AccessDep,
-):
-    """Start an ingest job for the uploaded files. A file with the name of an earlier upload replaces it."""
+@router.post(
+    "/v1/collections/{collection}/documents",
+    status_code=202,
+    response_model=JobOut,
+    responses=ERRORS,
+    openapi_extra=UPLOAD_BODY,
+)
+async def upload(collection: CollectionPath, request: Request, state: StateDep, access: AccessDep, owner: OwnerDep):
+    """Start an ingest job for the uploaded files (multipart, field `files`). A file name's relative path is
+    kept (`2023/summary.txt` and `2024/summary.txt` are two documents); the same name twice in one request is
+    refused. The uploads are deleted when the job ends (the documents are in the store)."""
     access.check(collection)
-    s = state.settings
-    if len(files) > s.max_upload_files:
-        raise InvalidRequestError("too_many_files", f"{len(files)} files; the limit is {s.max_upload_files}", 413)
-    names = [_safe_name(f.filename) for f in files]
-    for name in names:
-        if doc_type_of(Path(name)) is None:
-            raise InvalidRequestError("unsupported_type", f"{name}: unsupported file type", 415)
-    folder = s.data_dir / "uploads" / collection
-    folder.mkdir(parents=True, exist_ok=True)
-    limit = int(s.max_upload_mb * 1e6)
-    saved = []
-    for upload_file, name in zip(files, names):
-        dest, size = folder / f".{name}.part", 0
-        with open(dest, "wb") as out:
-            while block := upload_file.file.read(CHUNK):
-                size += len(block)
-                if size > limit:
-                    out.close()
-                    dest.unlink(missing_ok=True)
-                    raise InvalidRequestError(
-                        "upload_too_large", f"{name} is over the {s.max_upload_mb:g} MB limit", 413
-                    )
-                out.write(block)
-        saved.append(dest.replace(folder / name))
-    return state.jobs.submit(collection, saved)
+    s, jobs = state.settings, state.jobs
+    kind, opts = parse_options_header(request.headers.get("content-type", ""))
+    if kind != b"multipart/form-data" or not opts.get(b"boundary"):
+        raise InvalidRequestError("invalid_request", "files: send the files as multipart/form-data", 422)
+    await run_in_threadpool(jobs.check_queue, owner)
+    budget = await run_in_threadpool(jobs.upload_budget, owner)
+    declared = request.headers.get("content-length", "")
+    framing = 64 * 1024 + 1024 * s.max_upload_files
+    if declared.isdigit() and int(declared) > s.max_upload_request_mb * 1e6 + framing:
+        raise InvalidRequestError(
+            "upload_too_large", f"the files of one request are over the {s.max_upload_request_mb:g} MB limit", 413
+        )
+    job_id = jobs.new_id()
+    folder = jobs.staging_dir(job_id)
+    folder.mkdir(parents=True)
+    receiver = _Receiver(folder, s, budget, lambda n: jobs.receiving(owner, n))
+    parser = MultipartParser(opts[b"boundary"], receiver.callbacks())
+    stream, submitted = request.stream(), False
+    try:
+        try:
+            buf = bytearray()
+            async for chunk in stream:
+                buf += chunk
+                if len(buf) >= CHUNK:
+                    await run_in_threadpool(parser.write, bytes(buf))
+                    buf.clear()
+            await run_in_threadpool(parser.write, bytes(buf))
+            parser.finalize()
+            receiver.close()
+        except ClientDisconnect:
+            raise InvalidRequestError("upload_incomplete", "the upload was cut off before its end") from None
+        except MultipartParseError:
+            raise InvalidRequestError("invalid_multipart", "the multipart body could not be read") from None
+        except RagError:
+            drained = 0  # let the client finish sending, within reason, so it reads the refusal
+            try:
+                async for chunk in stream:
+                    drained += len(chunk)
+                    if drained > DRAIN_LIMIT:
+                        break
+            except ClientDisconnect:
+                pass
+            raise
+        if not receiver.names:
+            raise InvalidRequestError("invalid_request", "files: Field required", 422)
+        progress = {"files": 0, "files_total": len(receiver.names), "documents": 0, "chunks": 0}
+        job = await run_in_threadpool(
+            lambda: jobs.submit(
+                "ingest", collection, owner, job_id=job_id, files=receiver.names, upload_bytes=receiver.total,
+                progress=progress,
+            )
+        )  # fmt: skip
+        submitted = True
+        return job
+    finally:
+        receiver.close()
+        jobs.receiving(owner, -receiver.total)
+        if not submitted:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
 def get_job(job_id: str, state: StateDep, access: AccessDep):
+    """An ingest job or an audit: status, progress, the report when it has ended."""
     job = state.jobs.get(job_id)
     if job is None or not access.allows(job["collection"]):
-        raise InvalidRequestError("job_not_found", f"no job {job_id!r}", 404)
+        raise JobNotFound(job_id)
     return job
+
+
+@router.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, responses=ERRORS)
+def cancel_job(job_id: str, state: StateDep, access: AccessDep, owner: OwnerDep):
+    """Cancel a job: a queued one at once, a running one at its next file or batch (it ends `cancelled`; what it
+    wrote stays). Only the API key that submitted it, or an admin key (`*`), may."""
+    job = state.jobs.get(job_id)
+    if job is None or not access.allows(job["collection"]):
+        raise JobNotFound(job_id)
+    admin = access.collections is None or "*" in access.collections
+    if not admin and state.jobs.owner(job_id) != owner:
+        raise Forbidden("only the API key that submitted a job (or an admin key) can cancel it")
+    return state.jobs.cancel(job_id)
 
 
 @router.get("/v1/collections/{collection}/documents", response_model=list[DocumentOut], responses=ERRORS)
@@ -84,7 +268,10 @@ def list_documents(collection: CollectionPath, state: StateDep, access: AccessDe
     access.check(collection)
     state.engine.require_collection(collection)
     index = state.store.index_state(collection)
-    return [{"doc_id": d, "source": e["source"], "chunks": len(e["chunks"])} for d, e in sorted(index.items())]
+    roots = [state.jobs.uploads / collection, state.jobs.uploads]  # an upload's source: its upload name
+    return [
+        {"doc_id": d, "source": scrub(e["source"], roots), "chunks": len(e["chunks"])} for d, e in sorted(index.items())
+    ]
 
 
 @router.delete("/v1/collections/{collection}/documents/{doc_id:path}", responses=ERRORS)
