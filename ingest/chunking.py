@@ -10,6 +10,7 @@ cross sections. Every chunk is a span [start, end) of the document text, so offs
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import asdict, dataclass
 from typing import Protocol, Sequence
@@ -19,6 +20,10 @@ from core.text import sentence_spans
 HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.M)
 FENCE = re.compile(r"^(```|~~~)", re.M)
 PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+WHITESPACE = re.compile(r"[ \t\n]")
+# A unit longer than this is tokenized in pieces cut at whitespace (tokens never span whitespace), once, for
+# both its count and its cut points: one tokenizer call over megabytes is several times slower than pieces.
+LONG_UNIT_CHARS = 4096
 
 
 class Span(Protocol):
@@ -77,9 +82,13 @@ def sections(text: str) -> list[tuple[tuple[str, ...], int, int]]:
     if in_fence:
         fenced.append((open_at, len(text)))
 
+    # Fenced ranges are sorted and disjoint: the last one starting at or before a heading is the only one
+    # that can hold it (a scan over all of them made a text with many headings and fences quadratic).
+    fence_starts = [a for a, _ in fenced]
     bounds: list[tuple[int, int, str]] = []  # (offset, level, title)
     for m in HEADING.finditer(text):
-        if not any(a <= m.start() < b for a, b in fenced):
+        k = bisect.bisect_right(fence_starts, m.start()) - 1
+        if k < 0 or not m.start() < fenced[k][1]:
             bounds.append((m.start(), len(m.group(1)), m.group(2).strip()))
 
     out: list[tuple[tuple[str, ...], int, int]] = []
@@ -123,14 +132,31 @@ def _units(text: str, start: int, end: int) -> list[_Unit]:
     return units
 
 
-def _cut_long(text: str, unit: _Unit, counter: TokenCounter, settings: ChunkerSettings) -> list[_Unit]:
+def _token_spans(text: str, unit: _Unit, counter: TokenCounter) -> list[tuple[int, int]]:
+    """Absolute [start, end) of every token of a unit, tokenized in pieces of about LONG_UNIT_CHARS cut at
+    whitespace, so the cost stays linear in its length."""
+    out: list[tuple[int, int]] = []
+    a = unit.start
+    while a < unit.end:
+        b = min(a + LONG_UNIT_CHARS, unit.end)
+        if b < unit.end:
+            ws = max(text.rfind(" ", a, b), text.rfind("\n", a, b), text.rfind("\t", a, b))
+            if ws <= a:  # no whitespace in the window: the piece runs on to the next (one long word is one token)
+                m = WHITESPACE.search(text, b, unit.end)
+                ws = m.start() if m else unit.end - 1
+            b = ws + 1
+        out.extend((a + sp.start, a + sp.end) for sp in counter.token_spans(text[a:b]))
+        a = b
+    return out
+
+
+def _cut_long(unit: _Unit, spans: list[tuple[int, int]], settings: ChunkerSettings) -> list[_Unit]:
     """Cut a unit of more than max_tokens at token boundaries, into pieces that leave room for a heading."""
-    spans = counter.token_spans(text[unit.start : unit.end])
     size = settings.max_tokens - settings.overlap_tokens
     out = []
     for i in range(0, len(spans), size):
         group = spans[i : i + size]
-        out.append(_Unit(unit.start + group[0].start, unit.start + group[-1].end, unit.paragraph, len(group)))
+        out.append(_Unit(group[0][0], group[-1][1], unit.paragraph, len(group)))
     return out
 
 
@@ -163,17 +189,31 @@ def _pack(units: list[_Unit], settings: ChunkerSettings) -> list[tuple[int, int]
 
 
 def chunk_text(text: str, counter: TokenCounter, settings: ChunkerSettings) -> list[Chunk]:
-    """Split `text` into chunks. Returns them in document order, positions numbered from 0."""
+    """Split `text` into chunks. Returns them in document order, positions numbered from 0.
+
+    Linear in the length of the text: units are tokenized once, short ones in one batch, long ones in pieces.
+    """
     per_section = [(path, _units(text, s, e)) for path, s, e in sections(text)]
-    flat = [u for _, units in per_section for u in units]
-    counts = counter.count_tokens([text[u.start : u.end] for u in flat])
-    it = iter(counts)
+    short = [u for _, units in per_section for u in units if u.end - u.start <= LONG_UNIT_CHARS]
+    it = iter(counter.count_tokens([text[u.start : u.end] for u in short]))
     chunks: list[Chunk] = []
     for path, units in per_section:
         sized: list[_Unit] = []
         for u in units:
-            u = _Unit(u.start, u.end, u.paragraph, next(it))
-            sized.extend(_cut_long(text, u, counter, settings) if u.n_tokens > settings.max_tokens else [u])
+            if u.end - u.start <= LONG_UNIT_CHARS:
+                u = _Unit(u.start, u.end, u.paragraph, next(it))
+                if u.n_tokens > settings.max_tokens:
+                    sized.extend(_cut_long(u, _token_spans(text, u, counter), settings))
+                else:
+                    sized.append(u)
+                continue
+            spans = _token_spans(text, u, counter)
+            if not spans:  # nothing the tokenizer keeps (control characters): a unit of no tokens
+                sized.append(_Unit(u.start, u.end, u.paragraph, 0))
+            elif len(spans) > settings.max_tokens:
+                sized.extend(_cut_long(u, spans, settings))
+            else:
+                sized.append(_Unit(u.start, u.end, u.paragraph, len(spans)))
         for i, j in _pack(sized, settings):
             start, end = sized[i].start, sized[j - 1].end
             n_tokens = sum(u.n_tokens for u in sized[i:j])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ class Document:
     doc_id: str
     title: str
     text: str
-    source: str
+    source: str  # the file's path under its ingest root (`docs/guide.md`), never an absolute path
     doc_type: str
     metadata: dict = field(default_factory=dict)
     # Character offset where each page starts, for formats with pages (PDF).
@@ -28,10 +29,4 @@ class Document:
         """1-based page holding character `offset`, or None for formats without pages."""
         if not self.page_starts:
             return None
-        page = 0
-        for i, start in enumerate(self.page_starts):
-            if start <= offset:
-                page = i
-            else:
-                break
-        return page + 1
+        return max(bisect.bisect_right(self.page_starts, offset), 1)  # O(log pages): a PDF may have thousands

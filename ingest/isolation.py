@@ -29,9 +29,9 @@ def _init_worker(max_mb: int) -> None:
         pass
 
 
-def _parse(path: str, doc_id: str, max_bytes: int) -> list[Document]:
+def _parse(path: str, source: str, max_bytes: int) -> list[Document]:
     try:
-        return parse_file(Path(path), doc_id, max_bytes)
+        return parse_file(Path(path), source, max_bytes)
     except MemoryError:
         raise ParseError("parsing this file needs more memory than the parser's limit (RAG_PARSE_MEMORY_MB)") from None
 
@@ -49,9 +49,9 @@ class IsolatedParser:
             )
         return self._pool
 
-    def parse(self, path: Path, doc_id: str, max_bytes: int) -> list[Document]:
+    def parse(self, path: Path, source: str, max_bytes: int) -> list[Document]:
         """Documents of one file; raises ParseError (also for a timeout or a dead worker)."""
-        future = self._get_pool().submit(_parse, str(path), doc_id, max_bytes)
+        future = self._get_pool().submit(_parse, str(path), source, max_bytes)
         try:
             return future.result(timeout=self.timeout_s)
         except FutureTimeout:

@@ -64,13 +64,13 @@ def _require_text(text: str) -> str:
     return text
 
 
-def parse_text(path: Path, data: bytes, doc_id: str, doc_type: str) -> list[Document]:
+def parse_text(path: Path, data: bytes, source: str, doc_type: str) -> list[Document]:
     text = _require_text(_clean(_decode(data)))
     title = _title_from(text, path.stem) if doc_type == "markdown" else path.stem
-    return [Document(doc_id, title, text, str(path), doc_type)]
+    return [Document(source, title, text, source, doc_type)]
 
 
-def parse_html(path: Path, data: bytes, doc_id: str, doc_type: str) -> list[Document]:
+def parse_html(path: Path, data: bytes, source: str, doc_type: str) -> list[Document]:
     import trafilatura
 
     html = _decode(data)
@@ -83,10 +83,10 @@ def parse_html(path: Path, data: bytes, doc_id: str, doc_type: str) -> list[Docu
         raise ParseError(f"HTML could not be parsed: {exc}") from exc
     text = _require_text(_clean(text or ""))
     title = (meta.title if meta and meta.title else None) or _title_from(text, path.stem)
-    return [Document(doc_id, title, text, str(path), doc_type)]
+    return [Document(source, title, text, source, doc_type)]
 
 
-def parse_pdf(path: Path, data: bytes, doc_id: str, doc_type: str) -> list[Document]:
+def parse_pdf(path: Path, data: bytes, source: str, doc_type: str) -> list[Document]:
     import io
     import logging
 
@@ -111,10 +111,10 @@ def parse_pdf(path: Path, data: bytes, doc_id: str, doc_type: str) -> list[Docum
     except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError, AttributeError) as exc:
         raise ParseError(f"corrupt or unreadable PDF: {type(exc).__name__}: {exc}") from exc
     text = _require_text("\n\n".join(pages))
-    return [Document(doc_id, str(title), text, str(path), doc_type, {"pages": len(pages)}, tuple(starts))]
+    return [Document(source, str(title), text, source, doc_type, {"pages": len(pages)}, tuple(starts))]
 
 
-def parse_docx(path: Path, data: bytes, doc_id: str, doc_type: str) -> list[Document]:
+def parse_docx(path: Path, data: bytes, source: str, doc_type: str) -> list[Document]:
     import io
 
     import docx
@@ -147,10 +147,10 @@ def parse_docx(path: Path, data: bytes, doc_id: str, doc_type: str) -> list[Docu
             lines.append(" | ".join(cell.text.strip() for cell in row.cells))
     text = _require_text(_clean("\n\n".join(lines)))
     title = document.core_properties.title or _title_from(text, path.stem)
-    return [Document(doc_id, title, text, str(path), doc_type)]
+    return [Document(source, title, text, source, doc_type)]
 
 
-def parse_beir(path: Path, data: bytes, doc_id: str, doc_type: str) -> list[Document]:
+def parse_beir(path: Path, data: bytes, source: str, doc_type: str) -> list[Document]:
     """A BEIR corpus.jsonl: one document per line, its `_id` kept so relevance judgments match."""
     docs, seen = [], set()
     for lineno, line in enumerate(_decode(data).splitlines(), 1):
@@ -167,7 +167,7 @@ def parse_beir(path: Path, data: bytes, doc_id: str, doc_type: str) -> list[Docu
         if not str(text).strip():
             continue  # an abstract-less record has nothing to index
         meta = {k: v for k, v in row.items() if k not in ("_id", "title", "text")}
-        docs.append(Document(_id, str(row.get("title") or ""), str(text).strip(), str(path), doc_type, meta))
+        docs.append(Document(_id, str(row.get("title") or ""), str(text).strip(), source, doc_type, meta))
     if not docs:
         raise ParseError("no documents in corpus file")
     return docs
@@ -187,8 +187,13 @@ def doc_type_of(path: Path) -> str | None:
     return SUPPORTED.get(path.suffix.lower())
 
 
-def parse_file(path: Path, doc_id: str, max_bytes: int) -> list[Document]:
-    """Parse one file into documents. Raises ParseError with a reason a person can act on."""
+def parse_file(path: Path, source: str, max_bytes: int) -> list[Document]:
+    """Parse one file into documents. Raises ParseError with a reason a person can act on.
+
+    `source` is the file's path relative to its ingest root (`docs/guide.md`): the id of the document of a
+    one-document file, and the `source` of every document it gives (a BEIR corpus's records keep their `_id`).
+    The absolute `path` is only read, never stored: it would leak server paths and break when a folder moves.
+    """
     doc_type = doc_type_of(path)
     if doc_type is None:
         raise ParseError(f"unsupported file type {path.suffix or '(none)'}; supported: {', '.join(sorted(SUPPORTED))}")
@@ -201,4 +206,4 @@ def parse_file(path: Path, doc_id: str, max_bytes: int) -> list[Document]:
         raise ParseError(f"cannot read file: {exc.strerror or exc}") from exc
     if not data.strip():
         raise ParseError("empty file")
-    return PARSERS[doc_type](path, data, doc_id, doc_type)
+    return PARSERS[doc_type](path, data, source, doc_type)

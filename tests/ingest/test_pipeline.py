@@ -153,7 +153,7 @@ def test_same_document_id_from_two_files_is_refused(tmp_path, ingestor):
         d.mkdir(parents=True)
         (d / "x.txt").write_text(f"text of {d}")
     report = ingestor.run([a, b], "test")
-    assert report.count("added") == 1 and "already belongs to" in report.failed[0].reason
+    assert report.count("added") == 1 and "same relative source 'docs/x.txt'" in report.failed[0].reason
 
 
 def test_other_model_settings_are_refused(tmp_path, settings, store, embedder):
