@@ -11,6 +11,12 @@ python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+# CI keeps the venv's stock pip (23.x with Python 3.11), so a dependency only a newer resolver finds (an extra
+# spelled differently, say) fails CI instead of a user's fresh install. Elsewhere, a current pip.
+if [ "${CI:-}" = "true" ]; then
+  .venv/bin/python -m pip --version
+else
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+fi
 .venv/bin/python -m pip install -q --disable-pip-version-check "$torch_spec"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}"

@@ -8,21 +8,22 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import __version__
 from core.errors import RagError
 from core.settings import Settings
-from service.routes import audits, chat, documents, query
+from service.guard import Guard, error_response
+from service.routes import audits, chat, documents, feedback, query, ui
 from service.state import ServiceState
 
 log = logging.getLogger("rag.service")
 
 
-def _error(status: int, code: str, message: str, headers: dict | None = None, **extra) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status, headers=headers)
+_error = error_response  # {"error": {"code", "message"}}, rendered even with a lone surrogate in it
 
 
 def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
@@ -41,7 +42,8 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
             state_.ready = False
             state_.close()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc from assets shipped in the fastapi-offline package: no CDN.
+    app = FastAPIOffline(
         title="rag-why",
         version=__version__,
         description="Hybrid retrieval over Qdrant, answers with numbered citations, and the evidence to audit them.",
@@ -51,6 +53,8 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.include_router(chat.router)
     app.include_router(documents.router)
     app.include_router(audits.router)
+    app.include_router(feedback.router)
+    app.include_router(ui.router)
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError):
@@ -67,6 +71,9 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not read the body
+            _count(request, "invalid_body")
+            return _error(400, "invalid_body", "the request body could not be read as sent")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
 
@@ -88,6 +95,9 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
                 state.metrics.outcomes.labels(route.path, "ok").inc()
         return response
 
+    # Outside everything else: API key, rate limits and body size are decided before any body byte is read.
+    app.add_middleware(Guard, settings=settings)
+
     def _count(request: Request, outcome: str) -> None:
         state = getattr(request.app.state, "rag", None)
         route = request.scope.get("route")
@@ -105,8 +115,13 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         state: ServiceState | None = getattr(request.app.state, "rag", None)
         try:
             ok = bool(state and state.ready and state.store.list_collections() is not None)
-        except Exception as exc:  # the store is down: not ready, and say why
-            return _error(503, "not_ready", f"store not answering: {exc}")
+        except Exception as exc:  # the store is down: not ready, and say why, with no server path in it
+            from service.jobs import scrub
+
+            log.warning("not ready: store not answering: %s", exc)  # the log keeps the paths
+            data_dir = settings.data_dir
+            message = scrub(str(exc), [data_dir.absolute(), data_dir.resolve()])
+            return _error(503, "not_ready", f"store not answering: {message}")
         return {"status": "ready"} if ok else _error(503, "not_ready", "starting up")
 
     @app.get("/metrics", tags=["ops"])

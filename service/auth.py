@@ -21,6 +21,15 @@ class Access:
         return self.collections is None or "*" in self.collections or collection in self.collections
 
 
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a request presents: `X-API-Key: <key>`, else `Authorization: Bearer <key>`."""
+    if x_api_key is not None:
+        return x_api_key
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
 def authenticate(keys: dict[str, list[str]] | None, presented: str | None) -> Access:
     if not keys:
         return Access(None)

@@ -66,18 +66,33 @@ class QdrantClientStore(Store):
             raise StoreError(f"cannot reach Qdrant at {url}: {exc}") from exc
 
     # -- collections ---------------------------------------------------------------------------
+    # A server may hold other applications' collections too: those without this project's metadata are
+    # not listed and have no spec (so a query names no such collection), and are never written to.
+    def _spec(self, name: str) -> CollectionSpec | None:
+        """The spec, or None when the collection is missing or is not one of ours."""
+        try:
+            meta = self.client.get_collection(name).config.metadata
+        except (UnexpectedResponse, ValueError, KeyError):  # gone (a server says 404, local mode ValueError)
+            return None
+        ours = (
+            isinstance(meta, dict)
+            and isinstance(meta.get("dense_dim"), int)
+            and all(isinstance(meta.get(k), dict) for k in ("embedding", "chunker", "sparse"))
+        )
+        return CollectionSpec.from_metadata(meta) if ours else None
+
     def list_collections(self) -> list[str]:
-        return sorted(c.name for c in self.client.get_collections().collections)
+        names = [c.name for c in self.client.get_collections().collections]
+        return sorted(n for n in names if self._spec(n) is not None)
 
     def get_spec(self, name: str) -> CollectionSpec | None:
         if not self.client.collection_exists(name):
             return None
-        meta = self.client.get_collection(name).config.metadata
-        if not meta or "dense_dim" not in meta:
-            raise StoreError(f"collection {name!r} exists but was not created by this service (no metadata).")
-        return CollectionSpec.from_metadata(meta)
+        return self._spec(name)
 
     def _create(self, name: str, spec: CollectionSpec) -> None:
+        if self.client.collection_exists(name):  # get_spec said None: someone else's collection
+            raise StoreError(f"collection {name!r} exists but was not created by this service (no metadata).")
         self.client.create_collection(
             name,
             vectors_config={DENSE: models.VectorParams(size=spec.dense_dim, distance=models.Distance.COSINE)},
