@@ -1,0 +1,108 @@
+"""The web UI at /ui: static files shipped in the package (service/ui/, plain JS modules, nothing fetched
+from elsewhere: the Content-Security-Policy says so), plus two helpers it needs under /v1 (so the API key
+applies): chunk texts of an audit case, and the audit plots and baseline comparison drawn server-side with
+diagnostics/report.py's SVG and diagnostics/compare.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse, RedirectResponse
+from pydantic import BaseModel, Field
+
+from core.errors import InvalidRequestError
+from diagnostics.audit import GOOD, LEVERS, LOST_STAGES
+from diagnostics.compare import compare
+from diagnostics.report import _bars, _curve
+from engine.retrieval import PAYLOAD_FIELDS
+from service.deps import AccessDep, StateDep
+from service.routes.query import ERRORS
+from service.schemas import CollectionPath
+
+router = APIRouter()
+UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+ASSET = re.compile(r"^[a-z0-9_-]{1,64}\.(js|css|svg|png|ico)$")
+HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+}
+
+
+@router.get("/ui", include_in_schema=False)
+def ui_index() -> FileResponse:
+    return FileResponse(UI_DIR / "index.html", media_type="text/html", headers=HEADERS)
+
+
+@router.get("/ui/", include_in_schema=False)
+def ui_slash() -> RedirectResponse:
+    return RedirectResponse("/ui")
+
+
+@router.get("/ui/assets/{name}", include_in_schema=False)
+def ui_asset(name: str) -> FileResponse:
+    path = UI_DIR / name
+    if not ASSET.match(name) or not path.is_file():
+        raise InvalidRequestError("not_found", f"no UI asset {name[:64]!r}", 404)
+    media = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}.get(name.rsplit(".", 1)[1])
+    return FileResponse(path, media_type=media, headers=HEADERS)
+
+
+@router.get("/v1/collections/{collection}/chunks", tags=["ui"], responses=ERRORS)
+def get_chunks(
+    collection: CollectionPath,
+    state: StateDep,
+    access: AccessDep,
+    ids: list[str] = Query(..., max_length=100, description="Chunk ids (as in an audit case's `retrieved`)."),
+) -> list[dict]:
+    """Chunk texts by id, in the order asked (missing ones are left out): what the generator saw."""
+    access.check(collection)
+    state.engine.require_collection(collection)
+    hits = {h.id: h for h in state.store.get_points(collection, ids, PAYLOAD_FIELDS)}
+    return [{"chunk_id": i, **hits[i].payload} for i in ids if i in hits]
+
+
+class AuditView(BaseModel):
+    report: dict = Field(
+        description="An audit report (GET /v1/audits/{id}); cases may be trimmed to ids, metrics, span, verdict."
+    )
+    baseline: dict | None = Field(None, description="Another report to compare with.")
+
+
+@router.post("/v1/ui/audit-view", tags=["ui"], responses=ERRORS)
+def audit_view(req: AuditView, access: AccessDep) -> dict:
+    """SVG plots of a report (recall@k with its interval, where lost, verdicts), the comparison with a
+    baseline (paired deltas, flipped verdicts), and the lever of each verdict and lost stage."""
+    r = req.report
+    overall = r.get("overall", {})
+    ks = r.get("settings", {}).get("ks", [])
+    curve = [
+        (k, overall[f"recall@{k}"]["mean"], *overall[f"recall@{k}"]["ci95"])
+        for k in ks
+        if overall.get(f"recall@{k}", {}).get("mean") is not None
+    ]
+    lost = [(k, n) for k, n in r.get("where_lost", {}).items() if n]
+    verdicts = sorted(r.get("verdicts", {}).items(), key=lambda x: -x[1])
+    out = {
+        "plots": {
+            "recall": _curve(curve),
+            "where_lost": _bars(lost, color="#e15759") if lost else "<p>no expected source was lost</p>",
+            "verdicts": _bars(verdicts, color="#f28e2b", colors={v: "#59a14f" for v in GOOD}),
+        },
+        "levers": LEVERS,
+        "good": sorted(GOOD),
+        "lost_stages": list(LOST_STAGES),
+        "comparison": None,
+    }
+    if req.baseline is not None:
+        out["comparison"] = compare(_full(r), _full(req.baseline))
+    return out
+
+
+def _full(report: dict) -> dict:
+    """compare() reads overall, and per case metrics, span, verdict and generation: fill what was trimmed."""
+    cases = [{"metrics": {}, "span": {}, **c, "generation": c.get("generation") or {}} for c in report.get("cases", [])]
+    return {**report, "cases": cases}

@@ -1,0 +1,224 @@
+"""The web UI in a real browser: Playwright driving Debian's Chromium (never a downloaded one) against a real
+uvicorn server, through the label flow end to end: sign in with a key -> ask (the query is logged) -> rate it
+-> label it (an invalid edit is refused inline and nothing is lost) -> audit the new golden set -> see the
+case. Every request the page makes must stay on this server (no CDN). Screenshots are checked (non-blank, key
+elements visible); set RAG_SCREENSHOT_DIR (e.g. guides/img) to keep small copies for the README."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright  # a test extra; it drives Debian's chromium, downloads nothing
+
+from core.settings import Settings
+from core.store import open_store
+from ingest.pipeline import Ingestor
+from tests.conftest import ROOT, scifact_docs, write_corpus
+from tests.service.conftest import LiveServer
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs Debian's)")
+
+QUESTION = "What happens to a corrupt PDF during ingest?"
+KEYS = {"docs-key": ["docs"], "sci-key": ["scifact"]}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, embedder):
+    tmp = tmp_path_factory.mktemp("ui")
+    settings = Settings(data_dir=tmp / "data", collection="docs", api_keys=KEYS, _env_file=None)
+    corpus = write_corpus(tmp / "corpus.jsonl", scifact_docs(8))
+    with open_store(settings) as store:
+        Ingestor(settings, store, embedder).run([ROOT / "docs"], "docs")
+        Ingestor(settings, store, embedder).run([corpus], "scifact")
+    server = LiveServer(settings)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+def check_screenshot(path: Path, min_colors: int = 8) -> None:
+    """A real picture: a PNG of the viewport with more than a handful of colours (not blank)."""
+    from PIL import Image
+
+    assert path.stat().st_size > 5_000, f"{path} is suspiciously small"
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.width >= 300
+        colors = img.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colors is None or len(colors) >= min_colors, f"{path} looks blank ({len(colors)} colours)"
+
+
+def keep(path: Path) -> None:
+    """A small palette copy for the README, when RAG_SCREENSHOT_DIR says where."""
+    out = os.environ.get("RAG_SCREENSHOT_DIR")
+    if not out:
+        return
+    from PIL import Image
+
+    dest = Path(out) / path.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(path) as img:
+        img.convert("RGB").quantize(colors=64).save(dest, optimize=True)
+
+
+def test_label_flow_end_to_end(live, browser, tmp_path):
+    # Another collection's query, logged through the API with its own key: the docs key must never see it.
+    asked = {"question": "What do microRNAs regulate?", "collection": "scifact"}
+    other = live.http.post("/v1/query", json=asked, headers={"X-API-Key": "sci-key"}).json()
+    assert other["query_id"]
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    foreign: list[str] = []
+    page.on("request", lambda req: None if req.url.startswith(live.url) else foreign.append(req.url))
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    # Sign in: a wrong key is refused, the right one is kept for the tab.
+    page.goto(f"{live.url}/ui")
+    page.wait_for_selector("#signin-form")
+    page.fill("#api-key", "not-a-key")
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("#signin-form [role=alert]")
+    page.fill("#api-key", "docs-key")
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("#ask-form")
+    assert page.evaluate("sessionStorage.getItem('rag-why.key')") == "docs-key"
+    assert page.locator("#ask-collection option").all_inner_texts() == ["docs"]
+
+    # Ask: the query is logged, its id shown; rate it thumbs-down.
+    page.fill("#ask-question", QUESTION)
+    page.click("#ask-form button[type=submit]")
+    page.wait_for_selector("#ask-query-id")
+    query_id = page.inner_text("#ask-query-id")
+    assert len(query_id) == 32
+    answer = page.inner_text("#ask-answer")
+    assert "corrupt" in answer
+    page.click("#ask-result button[aria-label='Thumbs down']")
+    page.wait_for_selector("#ask-result button[aria-label='Thumbs down'][aria-pressed=true]")
+    page.wait_for_selector(f"#queries tr[data-query-id='{query_id}']")
+    assert page.locator(f"tr[data-query-id='{other['query_id']}']").count() == 0  # scoped to the key
+    page.screenshot(path=str(tmp_path / "querylog.png"))
+
+    # It is the first candidate to label (a thumbs-down), then label it.
+    page.click("nav a[data-page=candidates]")
+    page.wait_for_selector("#candidates")
+    first = page.locator("#candidates tbody tr").first
+    assert first.get_attribute("data-query-id") == query_id
+    assert "thumbs down" in first.inner_text()
+    first.locator("a.button").click()
+    page.wait_for_selector("#label-form")
+    assert page.input_value("#label-question") == QUESTION
+
+    # Saving with nothing picked is refused inline.
+    page.click("#label-save")
+    page.wait_for_selector("#label-error [role=alert]")
+    assert "unanswerable" in page.inner_text("#label-error")
+
+    # Keyboard: '1' picks passage 1 (outside text fields); then quote the answering sentence, selected with
+    # the mouse's range in the passage text.
+    page.click("h1")
+    page.keyboard.press("1")
+    assert page.is_checked("#pick-1")
+    sentence = "a corrupt or encrypted PDF, a broken Word file"
+    assert sentence in answer
+    found = page.evaluate(
+        """(s) => { const el = document.getElementById('text-1'); const node = el.firstChild;
+                   const at = node.textContent.indexOf(s); if (at < 0) return false;
+                   const r = document.createRange(); r.setStart(node, at); r.setEnd(node, at + s.length);
+                   const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(r); return true; }""",
+        sentence,
+    )
+    assert found, "the cited sentence is in passage 1"
+    page.click("#use-selection-1")
+    assert page.input_value("#quote-1") == sentence
+    page.select_option("#grade-1", "3")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(tmp_path / "label.png"))
+
+    # An invalid extra source: the golden-set loader's error is shown inline, and no edit is lost.
+    page.click("#add-source")
+    page.locator("#extra-sources input[aria-label='Quote']").fill("a quote without its document")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#label-error [role=alert]:has-text('doc_id must be a non-empty string')")
+    assert "golden/docs.jsonl, line 1" in page.inner_text("#label-error")
+    assert page.is_checked("#pick-1") and page.input_value("#quote-1") == sentence
+    assert page.input_value("#grade-1") == "3"
+    page.screenshot(path=str(tmp_path / "label-error.png"))
+    page.locator("#extra-sources button:has-text('Remove')").click()
+    page.fill("#label-answer", "The file fails alone, with a reason in the report; the rest of the job goes on.")
+    page.click("#label-save")
+    page.wait_for_selector("#label-done .ok")
+    case_id = f"q-{query_id[:12]}"
+    assert case_id in page.inner_text("#label-done")
+
+    # On the server: appended to the collection's golden set, loadable by the audit's loader.
+    golden = live.settings.data_dir / "golden" / "docs.jsonl"
+    rows = [json.loads(line) for line in golden.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [case_id]
+    assert rows[0]["expected"] == [{"doc_id": "docs/ingesting.md", "grade": 3, "quote": sentence}]
+    assert rows[0]["source"]["query_id"] == query_id
+
+    # Audit the new golden set from the UI and watch it finish; the case is there.
+    page.click("#audit-now")
+    page.wait_for_selector("#audit-summary", timeout=120_000)
+    page.wait_for_selector(f"#audit-cases tr[data-case-id='{case_id}']")
+    row = page.locator(f"#audit-cases tr[data-case-id='{case_id}']")
+    assert "answered_well" in row.inner_text() or "retrieved" in row.inner_text(), row.inner_text()
+    assert page.locator("#plot-recall svg").count() == 1 and page.locator("#plot-verdicts svg rect").count() >= 1
+    assert page.locator("#verdict-counts tr").count() >= 1
+    page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
+
+    # The case: question, each expected source with its ranks, the contexts with the cited sentence marked.
+    row.locator("a").first.click()
+    page.wait_for_selector("#case-question")
+    assert page.inner_text("#case-question") == QUESTION
+    assert "docs/ingesting.md" in page.inner_text("#case-expected")
+    assert "shown at #" in page.inner_text("#case-expected")
+    assert page.locator(".passage[data-rank='1'] mark.cited").count() >= 1
+    assert page.locator("main").inner_text().count("[object") == 0
+    page.screenshot(path=str(tmp_path / "case.png"), full_page=True)
+
+    # A second audit (retrieval only) against the first as its baseline: paired cases, the flipped verdict.
+    first_audit = page.url.split("#/case/")[1].split("/")[0]
+    page.click("nav a[data-page=audits]")
+    page.wait_for_selector("#start-audit-docs")
+    assert "1 labelled cases" in page.inner_text("main")
+    page.uncheck("#generate-docs")
+    page.click("#start-audit-docs")
+    page.wait_for_selector("#audit-summary", timeout=120_000)
+    page.select_option("#baseline", first_audit)
+    page.wait_for_selector("#comparison")
+    assert "1 paired cases" in page.inner_text("#comparison")
+    assert f"{case_id}: answered_well → retrieved" in page.inner_text("#comparison")
+    page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+
+    # The logged query is now labelled and leaves the candidates.
+    page.goto(f"{live.url}/ui#/candidates")
+    page.wait_for_selector("main h1:has-text('To label')")
+    assert page.locator(f"tr[data-query-id='{query_id}']").count() == 0
+
+    # Phone width: the log reads without sideways scrolling.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live.url}/ui#/queries")
+    page.wait_for_selector(f"#queries tr[data-query-id='{query_id}']")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 392
+    page.screenshot(path=str(tmp_path / "phone.png"))
+
+    assert foreign == [], f"the UI fetched from elsewhere: {foreign}"
+    assert errors == [], errors
+    for name in ("querylog", "label", "label-error", "audit", "case", "compare", "phone"):
+        check_screenshot(tmp_path / f"{name}.png")
+    for name in ("label", "audit", "case"):  # the README's pictures
+        keep(tmp_path / f"{name}.png")
+    page.close()
