@@ -1,6 +1,8 @@
 """Question in, answer with checked citations out: retrieval, then generation, with timings per stage.
 
-The API, the chat facade and the audits all go through `Answerer`, so they run the very same code.
+The API, the chat facade and the audits all go through `Answerer`, so they run the very same code. With a
+conversation (`history`: the turns before the question), a rewrite stage runs first (engine/rewrite.py): it
+decides what retrieval searches and the generator answers, and the result carries it (`AnswerResult.rewrite`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from engine.generation.citations import check_citations
 from engine.generation.llm import GenerationError
 from engine.generation.prompt import DECLINE
 from engine.retrieval import Context, RetrievalParams, RetrievalResult, Retriever
+from engine.rewrite import Rewrite, Rewriter, Turn, unchanged
 
 
 class Generator(Protocol):
@@ -52,6 +55,7 @@ class AnswerResult:
     retrieval: RetrievalResult
     generation: Generation | None
     timings_ms: dict[str, float]
+    rewrite: Rewrite | None = None  # set when the question came with history (or rewriting was turned off)
 
 
 def sources_of(contexts: Sequence[Context]) -> list[tuple[str, str]]:
@@ -71,20 +75,46 @@ def finish(raw: str, contexts: Sequence[Context], generator: str) -> Generation:
 
 
 class Answerer:
-    def __init__(self, retriever: Retriever, generator: Generator):
-        self.retriever, self.generator = retriever, generator
+    def __init__(self, retriever: Retriever, generator: Generator, rewriter: Rewriter | None = None):
+        self.retriever, self.generator, self.rewriter = retriever, generator, rewriter
 
-    def ask(self, collection: str, question: str, params: RetrievalParams, generate: bool = True) -> AnswerResult:
+    def rewrite(
+        self,
+        collection: str,
+        question: str,
+        history: Sequence[Turn] | None,
+        params: RetrievalParams,
+        rewrite: bool = True,
+    ) -> Rewrite | None:
+        """The rewrite stage: None without history (the question is searched as it is)."""
+        if not history:
+            return None
+        if not rewrite or self.rewriter is None:
+            return unchanged(question, "off", "rewriting is off: the last user turn alone is searched")
+        return self.rewriter.rewrite(collection, question, history, params)
+
+    def ask(
+        self,
+        collection: str,
+        question: str,
+        params: RetrievalParams,
+        generate: bool = True,
+        history: Sequence[Turn] | None = None,
+        rewrite: bool = True,
+    ) -> AnswerResult:
+        """Answer `question`; with `history` (the turns before it) the rewrite stage decides what is searched."""
         t0 = time.perf_counter()
-        retrieval = self.retriever.retrieve(collection, question, params)
-        timings = dict(retrieval.timings_ms)
+        rw = self.rewrite(collection, question, history, params, rewrite)
+        query = rw.query if rw else question
+        retrieval = self.retriever.retrieve(collection, query, params)
+        timings = ({"rewrite": rw.ms} if rw else {}) | dict(retrieval.timings_ms)
         generation = None
         if generate:
             t = time.perf_counter()
-            generation = self.generate(question, retrieval.contexts)
+            generation = self.generate(query, retrieval.contexts)
             timings["generation"] = round((time.perf_counter() - t) * 1000, 3)
         timings["total"] = round((time.perf_counter() - t0) * 1000, 3)
-        return AnswerResult(question, collection, retrieval, generation, timings)
+        return AnswerResult(question, collection, retrieval, generation, timings, rw)
 
     def generate(self, question: str, contexts: list[Context]) -> Generation:
         """Answer from these contexts; generator failures are returned in `error`, not raised."""
@@ -96,9 +126,18 @@ class Answerer:
             return Generation(self.generator.name, error={"code": exc.code, "message": str(exc)})
         return finish(raw, contexts, self.generator.name)
 
-    def stream(self, collection: str, question: str, params: RetrievalParams) -> Iterator[tuple[str, object]]:
+    def stream(
+        self,
+        collection: str,
+        question: str,
+        params: RetrievalParams,
+        history: Sequence[Turn] | None = None,
+        rewrite: bool = True,
+    ) -> Iterator[tuple[str, object]]:
         """Events: ("retrieval", RetrievalResult), ("token", str)..., then ("final", AnswerResult)."""
         t0 = time.perf_counter()
+        rw = self.rewrite(collection, question, history, params, rewrite)
+        asked, question = question, (rw.query if rw else question)
         retrieval = self.retriever.retrieve(collection, question, params)
         yield "retrieval", retrieval
         t = time.perf_counter()
@@ -117,7 +156,7 @@ class Answerer:
                 generation = Generation(
                     self.generator.name, answer="".join(pieces) or None, error={"code": exc.code, "message": str(exc)}
                 )
-        timings = dict(retrieval.timings_ms)
+        timings = ({"rewrite": rw.ms} if rw else {}) | dict(retrieval.timings_ms)
         timings["generation"] = round((time.perf_counter() - t) * 1000, 3)
         timings["total"] = round((time.perf_counter() - t0) * 1000, 3)
-        yield "final", AnswerResult(question, collection, retrieval, generation, timings)
+        yield "final", AnswerResult(asked, collection, retrieval, generation, timings, rw)

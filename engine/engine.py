@@ -18,6 +18,7 @@ from engine.generation.llm import LLMGenerator
 from engine.params import RetrievalParams, retrieval_params
 from engine.rerank import CrossEncoderReranker
 from engine.retrieval import Retriever
+from engine.rewrite import build_rewriter
 
 
 @dataclass
@@ -46,7 +47,8 @@ class Engine:
         except Exception:
             store.close()
             raise
-        return cls(settings, store, embedder, bm25, retriever, Answerer(retriever, generator))
+        rewriter = build_rewriter(settings, store, embedder, bm25)
+        return cls(settings, store, embedder, bm25, retriever, Answerer(retriever, generator, rewriter))
 
     def params(self, **overrides) -> RetrievalParams:
         """Retrieval parameters: the settings plus these overrides (see engine.params.retrieval_params).
