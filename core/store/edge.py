@@ -2,6 +2,25 @@
 
 Layout under data_dir:  lock, collections/<name>/collection.json, collections/<name>/shard/.
 The data dir has one owning process at a time (a file lock, released by the OS even on SIGKILL).
+
+Concurrency: shard calls (query, retrieve, count, scroll, update, flush) take no lock of ours; queries and
+writes from many threads go straight to the shard. Why none is needed, checked on qdrant-edge-py 0.9.0:
+
+- Underneath is the Qdrant engine, which keeps a shard's segments behind a read-write lock of its own
+  (parking_lot RwLock around the segment holder: reads share it, an update takes it alone), the same code
+  that lets a Qdrant server search while it writes. It does not count on the GIL.
+- Each shard call also holds the GIL for its whole length (measured: beside a thread running 6-10 ms
+  queries, a thread sleeping 0.5 ms wakes after 5.7 ms at p50, as beside a GIL-holding regex, against
+  0.6 ms beside numpy, which releases it). So calls from Python threads run one at a time anyway, and a
+  lock of ours would only add waiting. The cost: a search stalls every other Python thread for its
+  length, so search does not scale with threads; the embedder (torch) releases the GIL and does.
+- Stress (4 threads querying then retrieving the hits, 2 threads upserting, deleting by filter and
+  flushing the same points, 8 s): 0 errors and no torn payloads; 63 of 4,291 retrieves missed ids that
+  the query before had returned, which is why Retriever._existing skips vanished ids. tests/service/
+  test_race.py repeats this on this class and through the service.
+
+The one unsafe pairing is closing a shard (close, drop_collection) while another thread is in a call on
+it: that call fails. Only shutdown and drop_collection close shards; `_guard` covers opening and closing.
 """
 
 from __future__ import annotations

@@ -15,6 +15,19 @@ class CheckedAnswer:
     invalid: list[int]  # numbers cited that no source has; removed from text
 
 
+def _tidy(text: str) -> str:
+    return re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip()
+
+
+def strip_citation_markers(text: str) -> str:
+    """`text` with every citation-like marker (`[2]`, `[1, 3]`) removed, spacing tidied.
+
+    For quoting a source: a marker inside a source's own text cites *its* references, not our sources, and
+    check_citations would otherwise credit it as a citation of another source of the answer.
+    """
+    return _tidy(CITATION.sub("", text))
+
+
 def check_citations(answer: str, n_sources: int) -> CheckedAnswer:
     """Keep citations to sources 1..n_sources; remove and report the others."""
     cited: list[int] = []
@@ -29,6 +42,5 @@ def check_citations(answer: str, n_sources: int) -> CheckedAnswer:
                 target.append(n)
         return f"[{', '.join(map(str, good))}]" if good else ""
 
-    text = CITATION.sub(keep, answer)
-    text = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip()
+    text = _tidy(CITATION.sub(keep, answer))
     return CheckedAnswer(text, cited, invalid)
