@@ -9,6 +9,7 @@ embedded store and a server alike. Token ids are the ones the Qdrant server's bm
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 from qdrant_edge import Bm25, Bm25Config
 
@@ -49,6 +50,21 @@ class Bm25Encoder:
         v = self._tf.embed_document(text)
         k = self.k
         return {int(i): round(k * w / (k + 1 - w)) for i, w in zip(v.indices, v.values)}
+
+    def length(self, text: str) -> int:
+        """The document length BM25 normalises by: its tokens as the encoder counts them (stop words removed)."""
+        return sum(self.term_counts(text).values())
+
+    def measure_avg_len(self, texts: Iterable[str]) -> float:
+        """The average length of these chunk texts, for a collection's `avg_len` (see README, "BM25 avg_len").
+        Raises ValueError on no texts."""
+        lengths = [self.length(t) for t in texts]
+        if not lengths:
+            raise ValueError("no texts to measure")
+        return round(sum(lengths) / len(lengths), 1)
+
+    def with_avg_len(self, avg_len: float) -> "Bm25Encoder":
+        return Bm25Encoder(self.k, self.b, avg_len, self.language)
 
     def tokens(self, text: str) -> list[str]:
         """The document as a bag of token ids (as strings), each repeated tf times."""

@@ -10,7 +10,8 @@ import openai
 
 from core.errors import RagError
 from core.settings import Settings
-from engine.generation.prompt import build_messages, load_fewshot
+from engine.generation.prompt import build_messages, load_fewshot, system_prompt
+from engine.prompts import ReasoningFilter, strip_reasoning
 
 
 class GenerationError(RagError):
@@ -42,6 +43,7 @@ class LLMGenerator:
         self.name = f"openai-compatible:{settings.llm_model}"
         self.max_tokens, self.temperature = settings.llm_max_tokens, settings.llm_temperature
         self.fewshot = load_fewshot(settings.fewshot_path)
+        self.system = system_prompt(settings.prompt_template, settings.llm_reasoning)
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
         self.client = openai.OpenAI(
             base_url=settings.llm_base_url,
@@ -51,10 +53,10 @@ class LLMGenerator:
         )
 
     def _messages(self, question: str, sources: Sequence[tuple[str, str]]) -> list[dict]:
-        return build_messages(question, sources, self.fewshot)
+        return build_messages(question, sources, self.fewshot, self.system)
 
     def generate(self, question: str, sources: Sequence[tuple[str, str]]) -> str:
-        """The answer text; raises GenerationError."""
+        """The answer text, reasoning removed (engine/prompts); raises GenerationError."""
         try:
             resp = self.client.chat.completions.create(
                 model=self.model,
@@ -67,10 +69,11 @@ class LLMGenerator:
             raise _translate(exc) from exc
         if content is None:
             raise GenerationError("llm_bad_response", "the LLM endpoint returned no message content")
-        return content
+        return strip_reasoning(content)
 
     def stream(self, question: str, sources: Sequence[tuple[str, str]]) -> Iterator[str]:
-        """Tokens as they come; raises GenerationError, also mid-way when the stream is cut."""
+        """Tokens as they come, reasoning held back; raises GenerationError, also mid-way when the stream is cut."""
+        visible = ReasoningFilter()
         try:
             stream = self.client.chat.completions.create(
                 model=self.model,
@@ -84,8 +87,8 @@ class LLMGenerator:
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]
-                if choice.delta and choice.delta.content:
-                    yield choice.delta.content
+                if choice.delta and choice.delta.content and (piece := visible.feed(choice.delta.content)):
+                    yield piece
                 finished = finished or choice.finish_reason is not None
         except GenerationError:
             raise
@@ -95,3 +98,5 @@ class LLMGenerator:
             # A connection closed mid-way looks like the end of the stream to the client; a complete
             # stream always says why it finished.
             raise GenerationError("llm_stream_cut", "the LLM stream ended before the endpoint said it was finished")
+        if rest := visible.finish():
+            yield rest
