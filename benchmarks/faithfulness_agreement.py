@@ -1,6 +1,12 @@
-"""Agreement of the offline faithfulness scorer with human labels.
+"""Agreement of the offline faithfulness judges with human labels.
 
-    python benchmarks/faithfulness_agreement.py [--limit N]
+    python benchmarks/faithfulness_agreement.py [--limit N] [--judge heuristic|learned|both] [--write-agreement]
+
+Judges: `heuristic` (diagnostics/faithfulness.py, hand-set weights) and `learned` (the trained logistic
+regression of diagnostics/learned_judge.py; retrain with `python -m diagnostics.train_judge`). For the
+learned judge the threshold is its own (chosen on SciFact claims train when it was trained); QAGS is never
+used for training or for choosing anything. `--write-agreement` stores the learned judge's measured figures
+in its weights file, so audit reports can state them.
 
 - SciFact claims (../shared/data/scifact_claims): a claim against the abstract it cites. Supported = the
   annotators' SUPPORT evidence; unsupported = CONTRADICT evidence, or no evidence in a cited abstract.
@@ -22,6 +28,7 @@ from core.embedding import get_embedder
 from core.settings import Settings
 from core.sparse import Bm25Encoder
 from diagnostics.faithfulness import FaithfulnessScorer
+from diagnostics.learned_judge import MODEL_PATH, LearnedFaithfulnessScorer, load_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -69,21 +76,26 @@ def qags_pairs(limit: int | None):
 
 
 def score(scorer: FaithfulnessScorer, pairs) -> tuple[list[float], list[int]]:
-    scores = [scorer.score_claims([claim], ctx)[0].score for claim, ctx, _ in pairs]
+    """Each claim scored against its contexts (claims sharing contexts in one call: the same scores, faster)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (_, ctx, _) in enumerate(pairs):
+        groups.setdefault(tuple(ctx), []).append(i)
+    scores = [0.0] * len(pairs)
+    for ctx, idx in groups.items():
+        for i, c in zip(idx, scorer.score_claims([pairs[i][0] for i in idx], list(ctx))):
+            scores[i] = c.score
     return scores, [label for _, _, label in pairs]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--limit", type=int, default=None, help="first N pairs of each set (quick runs)")
-    args = ap.parse_args()
-    settings = Settings()
-    scorer = FaithfulnessScorer(get_embedder(settings), Bm25Encoder.from_settings(settings))
-
-    train_s, train_y = score(scorer, scifact_pairs("train", args.limit))
-    grid = [round(t, 2) for t in np.arange(0.30, 0.90, 0.01)]
-    best = max(grid, key=lambda t: balanced_accuracy(train_s, train_y, t))
+def evaluate(scorer, limit: int | None, tune_threshold: bool) -> dict:
+    train_s, train_y = score(scorer, scifact_pairs("train", limit))
+    if tune_threshold:
+        grid = [round(t, 2) for t in np.arange(0.30, 0.90, 0.01)]
+        best = max(grid, key=lambda t: balanced_accuracy(train_s, train_y, t))
+    else:
+        best = scorer.threshold
     result = {
+        "judge": scorer.name,
         "threshold_chosen_on_scifact_train": best,
         "scifact_train": {
             "pairs": len(train_y),
@@ -92,7 +104,7 @@ def main() -> None:
             "roc_auc": round(roc_auc(train_s, train_y), 4),
         },
     }
-    for name, pairs in (("scifact_dev", scifact_pairs("dev", args.limit)), ("qags_cnndm", qags_pairs(args.limit))):
+    for name, pairs in (("scifact_dev", scifact_pairs("dev", limit)), ("qags_cnndm", qags_pairs(limit))):
         s, y = score(scorer, pairs)
         result[name] = {
             "pairs": len(y),
@@ -101,7 +113,33 @@ def main() -> None:
             "balanced_accuracy_at_default_threshold": round(balanced_accuracy(s, y, scorer.threshold), 4),
             "roc_auc": round(roc_auc(s, y), 4),
         }
-    print(json.dumps(result, indent=2))
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--limit", type=int, default=None, help="first N pairs of each set (quick runs)")
+    ap.add_argument("--judge", choices=["heuristic", "learned", "both"], default="both")
+    ap.add_argument("--write-agreement", action="store_true", help="store the learned judge's figures with it")
+    args = ap.parse_args()
+    settings = Settings()
+    embedder, bm25 = get_embedder(settings), Bm25Encoder.from_settings(settings)
+    out = {}
+    if args.judge in ("heuristic", "both"):
+        out["heuristic"] = evaluate(FaithfulnessScorer(embedder, bm25), args.limit, tune_threshold=True)
+    if args.judge in ("learned", "both"):
+        model = load_model()
+        if model is None:
+            raise SystemExit(f"no trained judge at {MODEL_PATH}: run python -m diagnostics.train_judge")
+        res = evaluate(LearnedFaithfulnessScorer(embedder, bm25, model), args.limit, tune_threshold=False)
+        out["learned"] = res
+        if args.write_agreement and not args.limit:
+            model["agreement"] = {
+                stored: {k: res[name][k] for k in ("pairs", "balanced_accuracy", "roc_auc")}
+                for name, stored in (("scifact_dev", "scifact_claims_dev"), ("qags_cnndm", "qags_cnndm"))
+            }
+            MODEL_PATH.write_text(json.dumps(model, indent=1) + "\n")
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

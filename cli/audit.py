@@ -30,6 +30,21 @@ def golden_import_beir(
     out.print(f"wrote {len(rows)} cases to {out_path}")
 
 
+@golden_app.command("import-mtrag")
+def golden_import_mtrag(
+    conversations: Path = typer.Argument(..., help="MTRAG conversations.jsonl"),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Golden set JSONL to write."),
+) -> None:
+    """Turn MTRAG conversations into a golden set: the last turn is the question, the earlier ones its history."""
+    from diagnostics.golden import import_mtrag
+
+    with errors():
+        rows = import_mtrag(conversations)
+    out_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    n_conv = sum(1 for r in rows if r.get("history"))
+    out.print(f"wrote {len(rows)} cases ({n_conv} with history, {sum(not r['expected'] for r in rows)} unanswerable)")
+
+
 @golden_app.command("stubs")
 def golden_stubs(
     report: Path = typer.Argument(..., help="An audit's report.json."),
@@ -40,9 +55,20 @@ def golden_stubs(
     from diagnostics.audit import GOOD
 
     data = json.loads(report.read_text())
-    ranked = sorted(data["cases"], key=lambda c: (c["verdict"] in GOOD, min(c["metrics"].values(), default=1.0)))
-    stubs = [
-        {
+    # Cases to label (unlabelled_source) first, then the worst failures.
+    ranked = sorted(
+        data["cases"],
+        key=lambda c: (
+            c["verdict"] in GOOD,
+            c["verdict"] != "unlabelled_source",
+            min(c["metrics"].values(), default=1.0),
+        ),
+    )
+    stubs = []
+    for c in ranked[:worst]:
+        if c["verdict"] in GOOD:
+            continue
+        stub = {
             "id": f"{c['id']}-review",
             "question": c["question"],
             "needs_label": True,
@@ -50,9 +76,13 @@ def golden_stubs(
             "retrieved": [x["doc_id"] for x in c["retrieved"]],
             "audit_verdict": c["verdict"],
         }
-        for c in ranked[:worst]
-        if c["verdict"] not in GOOD
-    ]
+        if c["verdict"] == "unlabelled_source":
+            gen = c.get("generation") or {}
+            used = {x.get("doc_id") for x in gen.get("claims", []) if x.get("supported")}
+            used |= set(gen.get("cited_docs", []))
+            known = {e["doc_id"] for e in c["expected"]}
+            stub["suggested_sources"] = sorted(d for d in used if d and d not in known)
+        stubs.append(stub)
     with open(out_path, "a") as fh:
         fh.writelines(json.dumps(s) + "\n" for s in stubs)
     out.print(f"appended {len(stubs)} stubs to {out_path}")
@@ -89,12 +119,22 @@ def audit(
     corpus: list[Path] = typer.Option(
         [], "--corpus", help="Files the collection was built from, to tell 'not in the corpus' from 'not in the index'."
     ),
+    ingest_report: list[Path] = typer.Option(
+        [],
+        "--ingest-report",
+        help="Ingest records (`rag ingest --json` output, job JSON, or a jobs folder): documents whose file failed "
+        "are reported failed_to_ingest with the reason.",
+    ),
+    rerank: Optional[bool] = typer.Option(
+        None, "--rerank/--no-rerank", help="Audit with the reranker (RAG_RERANK_MODEL) on or off; default: settings."
+    ),
 ) -> None:
     """Audit retrieval (and with --generate, the answers) against a golden set; write the reports."""
     from diagnostics.audit import Auditor
     from diagnostics.compare import compare
-    from diagnostics.faithfulness import FaithfulnessScorer
     from diagnostics.golden import load_golden
+    from diagnostics.ingest_records import load_ingest_records
+    from diagnostics.learned_judge import offline_judge
     from diagnostics.report import write_reports
     from engine.engine import Engine
 
@@ -109,11 +149,16 @@ def audit(
         gold = load_golden(golden)
         base = json.loads(baseline.read_text()) if baseline else None
         corpus_ids = _corpus_ids(corpus, settings) if corpus else None
+        try:
+            records = load_ingest_records(ingest_report)
+        except ValueError as exc:
+            err.print(f"[bold red]error[/]: {exc}")
+            raise typer.Exit(EXIT_ERROR) from None
         engine = Engine.build(settings)
         try:
             engine.require_collection(settings.collection)
-            params = engine.params()
-            scorer = FaithfulnessScorer(engine.embedder, engine.bm25)
+            params = engine.params(rerank=rerank)
+            scorer = offline_judge(engine.embedder, engine.bm25)
             ragas_judge = None
             if judge:
                 from diagnostics.judge import RagasJudge
@@ -123,7 +168,14 @@ def audit(
             with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
                 task = bar.add_task("cases", total=len(gold.cases))
                 report = Auditor(engine.answerer, engine.store, scorer, ragas_judge).run(
-                    gold, settings.collection, params, ks, generate, corpus_ids, progress=lambda n: bar.advance(task, n)
+                    gold,
+                    settings.collection,
+                    params,
+                    ks,
+                    generate,
+                    corpus_ids,
+                    progress=lambda n: bar.advance(task, n),
+                    ingest_records=records,
                 )
         finally:
             engine.close()

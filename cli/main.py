@@ -13,6 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.audit import audit, golden_app
+from cli.candidates import golden_candidates
+from cli.experiment import experiment
+from cli.export import export_app, tune_embeddings
 from cli.support import EXIT_ERROR, EXIT_FILES_FAILED, err, out
 from cli.support import errors as _errors
 from cli.support import settings_for as _settings
@@ -220,11 +223,25 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with _errors():
         state = ServiceState.build(settings)
-    uvicorn.run(create_app(settings, state), host=host or settings.host, port=port or settings.port, log_level="info")
+    uvicorn.run(
+        create_app(settings, state),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+        # Behind a proxy: trust its X-Forwarded-For for the client address (rate limits); see guides/hostile-clients.md.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.timeout_keep_alive_s,
+    )
 
 
 app.command()(audit)
+golden_app.command("candidates")(golden_candidates)
 app.add_typer(golden_app, name="golden")
+app.command()(experiment)
+app.add_typer(export_app, name="export")
+app.command("tune-embeddings")(tune_embeddings)
 
 
 def main() -> None:  # pragma: no cover

@@ -42,6 +42,26 @@ class Settings(BaseSettings):
     )
     embedding_batch_size: int = Field(16, gt=0, description="Smaller batches pad less on CPU.")
     embedding_device: str = "cpu"
+    # Concurrency (issue 8): each embedder runs its model on one thread that batches concurrent callers.
+    torch_threads: int = Field(
+        1,
+        gt=0,
+        description="Torch intra-op threads of an embedder's model thread (queries; CLI ingest). 1: a server "
+        "gets its parallelism from batching and from other requests' work, and OpenMP teams collapse when the "
+        "cores are shared (measured on 2 busy cores: a query's encode p50 52 ms at 1 thread, 768 ms at 2). "
+        "Raise it for lower single-query latency on quiet, many-core machines, or for a CLI ingest.",
+    )
+    ingest_torch_threads: int | None = Field(
+        None, gt=0, description="Torch threads of the service's ingest embedder; unset = half the cores (min 1)."
+    )
+    embedding_batch_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        le=50,
+        description="How long a batch that already has several concurrent callers waits for more; a lone "
+        "call never waits. 0 = take what queued while the model was busy.",
+    )
+    embedding_batch_max_texts: int = Field(256, gt=0, description="Texts one batched encode may merge.")
     hf_offline: bool = Field(True, description="Forbid model downloads from a hub at run time.")
 
     # Chunking
@@ -66,6 +86,15 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(50.0, gt=0)
     parse_timeout_s: float = Field(120.0, gt=0, description="Per-file parse time limit (parsing runs in a worker).")
     parse_memory_mb: int = Field(4096, gt=256, description="Address-space limit of the parser worker.")
+    # Per-file bounds on what one file may cost after parsing; a file over one fails alone, naming it. The
+    # defaults take all of SciFact's corpus.jsonl (7.3 M characters, 11,600 chunks) and any normal book.
+    max_file_chars: int = Field(
+        10_000_000, gt=0, description="Characters of text a file may yield (all its documents together)."
+    )
+    max_file_chunks: int = Field(25_000, gt=0, description="Chunks a file may yield (all its documents together).")
+    file_embed_timeout_s: float = Field(
+        1800.0, gt=0, description="Time to chunk and embed one file, checked between documents and batches."
+    )
 
     # Retrieval defaults (each is settable per request)
     retrieval_mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
@@ -89,10 +118,39 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(512, gt=0)
     llm_temperature: float = Field(0.0, ge=0)
     fewshot_path: Path | None = Field(None, description="JSONL of {question, sources, answer} examples.")
+    prompt_template: str | None = Field(
+        None, description="System prompt file: a path, or a built-in name in engine/prompts/; unset = 'default'."
+    )
+    llm_reasoning: bool = Field(
+        False, description="Ask for reasoning in <reasoning> tags first; it is stripped from the answer returned."
+    )
     # The ragas judge for audits; each unset value falls back to the llm_* one.
     judge_base_url: str | None = None
     judge_api_key: SecretStr | None = None
     judge_model: str | None = None
+
+    # Conversations (issue 12): the question rewritten from the dialogue before retrieval (engine/rewrite.py).
+    # Offline defaults chosen on a held-out half of MTRAG's conversations (benchmarks/conversations.py --tune).
+    rewrite: Literal["auto", "offline", "llm", "off"] = Field(
+        "auto",
+        description="How a question with history is rewritten: 'llm' condenses the conversation with the LLM "
+        "endpoint (offline on failure), 'offline' decides without one, 'auto' = llm when llm_base_url is set, "
+        "else offline; 'off' searches the last user turn alone.",
+    )
+    rewrite_standalone_terms: int = Field(
+        6, gt=0, description="Offline: a question with this many content terms (stop words removed) stands alone."
+    )
+    rewrite_dense_margin: float = Field(
+        -0.03,
+        ge=-1,
+        le=1,
+        description="Offline: a shorter question is joined to the history unless the joined text's best dense "
+        "match is more than this much worse than the question's own (-0.03: joined unless clearly worse).",
+    )
+    rewrite_history_turns: int = Field(1, gt=0, le=20, description="Offline: previous user turns joined.")
+    rewrite_llm_timeout_s: float = Field(3.0, gt=0, description="LLM rewrite time limit (no retries); then offline.")
+    rewrite_llm_model: str | None = Field(None, description="Model of the LLM rewrite; unset = llm_model.")
+    max_history_turns: int = Field(50, gt=0, description="Turns of history a request may send.")
 
     # API
     host: str = "127.0.0.1"
@@ -106,6 +164,57 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(2000, gt=0)
     max_upload_mb: float = Field(50.0, gt=0)
     max_upload_files: int = Field(100, gt=0)
+    max_body_mb: float = Field(
+        1.0, gt=0, description="Largest request body other than an upload; checked before the body is read."
+    )
+    max_audit_body_mb: float = Field(
+        32.0, gt=0, description="Largest body of POST /v1/audits and /v1/ui/audit-view (golden sets, reports)."
+    )
+    auth_failures_per_minute: int | None = Field(
+        30, gt=0, description="Failed authentications per minute per client address, then 429; unset = no limit."
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Proxies (comma-separated IPs, CIDRs or '*') whose X-Forwarded-For/-Proto uvicorn trusts for "
+        "the client address that rate limits see. See guides/hostile-clients.md.",
+    )
+    limit_concurrency: int | None = Field(
+        200, gt=0, description="Connections and requests at once before uvicorn answers 503; unset = no limit."
+    )
+    timeout_keep_alive_s: int = Field(5, gt=0, description="Idle keep-alive connections are closed after this.")
+
+    # Jobs and database (ingest jobs and audits: one job system, persisted in a database)
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL of the service's database, e.g. postgresql://user@host/db (replicas share "
+        "one). Unset = a SQLite file in data_dir (one process).",
+    )
+    uploads_dir: Path | None = Field(
+        None, description="Where uploads wait for their job; replicas share it. Unset = data_dir/uploads."
+    )
+    max_upload_request_mb: float = Field(200.0, gt=0, description="Total size of the files of one upload request.")
+    max_upload_key_mb: float = Field(
+        1000.0, gt=0, description="Total size of the uploads one API key has waiting or running at once."
+    )
+    job_time_limit_s: float = Field(3600.0, gt=0, description="A job running longer is stopped (interrupted).")
+    job_max_queued_per_key: int = Field(20, gt=0, description="Queued jobs per API key; more are refused (429).")
+    job_keep_last: int = Field(1000, gt=0, description="Finished jobs kept per kind (ingest, audit); older go.")
+    job_keep_days: float = Field(30.0, gt=0, description="Finished jobs older than this are removed.")
+    job_poll_s: float = Field(1.0, gt=0, description="How often idle workers look for jobs other replicas queued.")
+    audit_max_cases: int = Field(1000, gt=0, description="Cases in one audit request.")
+
+    # Query log (issue 10): every query and its feedback, in the same database as the jobs, to grow golden sets
+    query_log: bool = Field(True, description="Record each query with its contexts and answer; false = opt out.")
+    query_log_retention_days: float = Field(
+        30.0, ge=0, description="Logged queries (and their feedback) older than this are purged; 0 = keep forever."
+    )
+    query_log_redact_emails: bool = Field(False, description="Store e-mail addresses as [email] in questions, answers.")
+    query_log_redact_numbers: bool = Field(
+        False, description="Store runs of 5 or more digits (phone, account, card numbers) as [number]."
+    )
+    query_log_faithfulness: bool = Field(
+        True, description="Score LLM answers with the offline faithfulness scorer, after the response (not extractive)."
+    )
 
     @field_validator("collection")
     @classmethod

@@ -15,61 +15,31 @@ from dataclasses import asdict, replace
 from typing import Callable, Iterable
 
 from core.store import Store
+from diagnostics.attribution import (
+    GOOD,
+    LEVERS,
+    LOST_STAGES,
+    Evidence,
+    Pipeline,
+    StageRank,
+    dominant,
+    verdict,
+    where_lost,
+)
 from diagnostics.faithfulness import FaithfulnessScorer, split_claims
-from diagnostics.golden import Case, GoldenSet
+from diagnostics.golden import Case, Expected, GoldenSet
+from diagnostics.ingest_records import failed_files, failure_for
 from diagnostics.metrics import bootstrap_ci, case_metrics, dedupe, mean
-from engine.answer import Answerer
+from engine.answer import Answerer, Generation
+from engine.generation.citations import CITATION
 from engine.params import RetrievalParams
-from engine.retrieval import Context, RetrievalResult
+from engine.retrieval import Context, StageList
+from engine.rewrite import Rewrite, join_previous
+
+__all__ = ["GOOD", "LEVERS", "LOST_STAGES", "Auditor", "summarize", "token_f1", "verdict", "where_lost"]
 
 SCHEMA_VERSION = 1
-LOST_STAGES = (
-    "not_in_corpus",
-    "not_in_index",
-    "not_in_sparse_candidates",
-    "not_in_dense_candidates",
-    "not_in_any_candidates",
-    "dropped_by_fusion",
-    "dropped_by_reranker",
-    "below_cut",
-)
-GOOD = {"answered_well", "correctly_declined", "retrieved"}
-CORRECT_COSINE, CORRECT_F1 = 0.7, 0.5
-
-LEVERS = {
-    "not_in_corpus": (
-        "fix the corpus: the expected documents are not in it (a corpus gap, or a golden set naming the wrong"
-        " ids)"
-    ),
-    "not_in_index": "re-run ingest: the documents exist but are not in the index",
-    "not_in_sparse_candidates": "fix retrieval: keyword search misses these questions; try hybrid or dense mode",
-    "not_in_dense_candidates": (
-        "fix retrieval: the embedding misses these questions; try hybrid mode, another embedding model, or "
-        "smaller chunks"
-    ),
-    "not_in_any_candidates": (
-        "fix retrieval: neither retriever finds the source; look at chunking (is the answer split across "
-        "chunks?), vocabulary mismatch, filters"
-    ),
-    "dropped_by_fusion": (
-        "fix fusion: a retriever found the source and fusion ranked it away; tune RRF k and weights, or more "
-        "candidates"
-    ),
-    "dropped_by_reranker": (
-        "fix the reranker: it pushes the right source out; try another model or more rerank candidates"
-    ),
-    "below_cut": "fix ranking: the source is retrieved just below the cut; raise top_k or add a reranker",
-    "retrieved_but_not_used": "fix the prompt: the right source reached the generator and it did not use it",
-    "unsupported_claims": (
-        "fix the prompt (stay within the sources, cite every claim); if this persists across many cases, it "
-        "is behaviour, not knowledge: consider fine-tuning the generator"
-    ),
-    "should_have_declined": (
-        "fix the prompt: the generator answers questions the corpus cannot answer; make declining explicit"
-    ),
-    "wrong_answer": "check the golden answers and the prompt: the answer is grounded but disagrees with the reference",
-    "generation_error": "fix the LLM endpoint: generation failed",
-}
+CORRECT_COSINE, CORRECT_F1 = 0.7, 0.5  # kept for the report's similarity figures; correctness is coverage
 
 
 def _tokens(text: str) -> list[str]:
@@ -91,39 +61,41 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def where_lost(
-    doc_id: str,
-    result: RetrievalResult,
-    params: RetrievalParams,
-    cut_docs: set[str],
-    indexed: set[str],
-    corpus: set[str] | None,
-) -> dict:
-    """The stage that lost an expected document, with its rank in every stage (None = absent)."""
-    ranks = {}
-    for name, stage in result.stages.items():
+def _anchor_covered(e: Expected, ctxs: list[Context]) -> tuple[bool, bool]:
+    """(covered, partly): is the expected quote or span inside these chunks? A quote counts when it is in
+    one chunk or in the joined text of the document's chunks (a quote across a chunk boundary); a span when
+    the chunks' union covers it (partly: they overlap it without covering it)."""
+    mine = sorted((c for c in ctxs if c.doc_id == e.doc_id), key=lambda c: c.start)
+    if not mine:
+        return False, False
+    if e.quote:
+        q = _norm(e.quote)
+        if any(q in _norm(c.text) for c in mine) or q in _norm(" ".join(c.text for c in mine)):
+            return True, False
+        return False, False
+    lo, hi = e.span
+    pos, overlap = lo, False
+    for c in mine:
+        if c.start < hi and lo < c.end:
+            overlap = True
+        if c.start <= pos < c.end:
+            pos = c.end
+    return pos >= hi, overlap and pos < hi
+
+
+def _stage_ranks(doc_id: str, stages: dict[str, StageList]) -> dict[str, StageRank]:
+    out = {}
+    for name, stage in stages.items():
         docs = dedupe([d for _, d, _ in stage.hits])
-        ranks[name] = docs.index(doc_id) + 1 if doc_id in docs else None
-    if doc_id in cut_docs:
-        stage = None
-    elif doc_id not in indexed:
-        stage = "not_in_index" if corpus is not None and doc_id in corpus else "not_in_corpus"
-    elif params.mode != "hybrid":
-        stage = f"not_in_{params.mode}_candidates" if ranks.get(params.mode) is None else "below_cut"
-    elif ranks.get("sparse") is None and ranks.get("dense") is None:
-        stage = "not_in_any_candidates"
-    elif ranks.get("fused") is None:
-        stage = "dropped_by_fusion"
-    elif params.rerank:
-        stage = "dropped_by_reranker" if ranks.get("rerank") is not None else "dropped_by_fusion"
-    else:
-        stage = "below_cut"
-    return {"doc_id": doc_id, "stage": stage, "ranks": ranks}
+        chunk = next((i for i, (_, d, _) in enumerate(stage.hits, 1) if d == doc_id), None)
+        out[name] = StageRank(docs.index(doc_id) + 1 if doc_id in docs else None, chunk)
+    return out
 
 
 class Auditor:
     def __init__(self, answerer: Answerer, store: Store, scorer: FaithfulnessScorer | None = None, judge=None):
-        """`judge`: an optional RagasJudge for LLM-judged metrics on generated answers."""
+        """`scorer`: the offline faithfulness judge (claims, correctness); `judge`: an optional RagasJudge for
+        LLM-judged metrics, whose faithfulness then decides `unsupported_claims`."""
         self.answerer, self.store, self.scorer, self.judge = answerer, store, scorer, judge
 
     def run(
@@ -135,25 +107,37 @@ class Auditor:
         generate: bool = False,
         corpus: set[str] | None = None,
         progress: Callable[[int], None] | None = None,
+        ingest_records: list[dict] | None = None,
     ) -> dict:
-        """Audit every case; returns the report dict (see docs/audit-report.md for its schema)."""
+        """Audit every case; returns the report dict (schema in the README).
+
+        `corpus`: the document ids the collection was built from (tells not_in_corpus from not_in_index);
+        `ingest_records`: ingest reports or job records (`rag ingest --json`, `GET /v1/jobs/{id}`), whose
+        failed files explain documents missing from the index (failed_to_ingest, with the reason).
+        """
         ks = sorted(set(ks))
         t0 = time.perf_counter()
-        indexed = set(self.store.index_state(collection))
-        cut = params.top_k
-        deep = replace(params, top_k=params.candidates)
+        ctx = {
+            "indexed": set(self.store.index_state(collection)),
+            "corpus": corpus,
+            "failures": failed_files(ingest_records or []),
+            "pipeline": Pipeline(params.mode, params.top_k, params.rerank),
+        }
         cases = []
         for case in golden.cases:
-            cases.append(self._case(case, collection, deep, cut, ks, generate, indexed, corpus))
+            cases.append(self._case(case, collection, params, ks, generate, ctx))
             if progress:
                 progress(1)
+        decided_by = None
+        if generate:
+            decided_by = self._decider()
         report = {
             "schema_version": SCHEMA_VERSION,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "collection": collection,
             "settings": {
                 "ks": ks,
-                "cut": cut,
+                "cut": params.top_k,
                 "generate": generate,
                 "mode": params.mode,
                 "fusion": params.fusion,
@@ -161,24 +145,131 @@ class Auditor:
                 "weights": params.weights,
                 "candidates": params.candidates,
                 "rerank": params.rerank,
+                "rerank_candidates": params.rerank_candidates if params.rerank else None,
+                "reranker": getattr(self.answerer.retriever.reranker, "name", None) if params.rerank else None,
                 "generator": self.answerer.generator.name if generate else None,
                 "faithfulness_scorer": self.scorer.name if (generate and self.scorer) else None,
                 "judge": self.judge.name if (generate and self.judge) else None,
+                "unsupported_claims_decided_by": decided_by,
+                "corpus_listing": corpus is not None,
+                "ingest_records": len(ingest_records or []),
             },
             "golden": {"cases": len(golden.cases), "stubs_skipped": golden.stubs},
             "cases": cases,
             "seconds": 0.0,
         }
         report.update(summarize(cases, ks))
+        if decided_by:
+            report["summary"]["text"] += f" Unsupported claims decided by {decided_by['text']}."
         report["seconds"] = round(time.perf_counter() - t0, 2)
         return report
 
-    def _case(self, case: Case, collection, params, cut, ks, generate, indexed, corpus) -> dict:
-        result = self.answerer.retriever.retrieve(collection, case.question, params)
-        ranking = dedupe([c.doc_id for c in result.contexts])
-        shown = result.contexts[:cut]
+    def _decider(self) -> dict | None:
+        """Which judge decides unsupported_claims, and its measured agreement with human labels."""
+        if self.judge is not None:
+            return {
+                "judge": self.judge.name,
+                "agreement": None,
+                "text": f"the configured judge {self.judge.name} (its agreement with human labels is not measured "
+                "here; cases it could not score fall back to the offline judge)",
+            }
+        if self.scorer is None:
+            return None
+        agreement = getattr(self.scorer, "agreement", None)
+        text = f"the offline judge {self.scorer.name}"
+        if agreement:
+            text += (
+                " ("
+                + "; ".join(
+                    f"{name}: balanced accuracy {a['balanced_accuracy']}, ROC AUC {a['roc_auc']}"
+                    for name, a in agreement.items()
+                )
+                + ")"
+            )
+        else:
+            text += " (agreement with human labels: see benchmarks/faithfulness_agreement.py)"
+        return {"judge": self.scorer.name, "agreement": agreement, "text": text}
+
+    def _retrieve(self, case: Case, collection: str, params: RetrievalParams):
+        """(what the generator sees, the stage lists, the deep chunk ranking for metrics, timings).
+
+        Without rerank, one call with top_k = candidates: its first top_k chunks are exactly the service's.
+        With rerank, the service's own call (the reranker reorders the same window, rerank_candidates, as in
+        the service), plus a deep call without rerank for the metrics: the ranking is the reranked window,
+        then the rest of the fused list."""
+        retriever = self.answerer.retriever
+        deep = retriever.retrieve(collection, case.question, replace(params, top_k=params.candidates, rerank=False))
+        if not params.rerank:
+            return deep.contexts[: params.top_k], deep.stages, deep.contexts, deep.timings_ms
+        served = retriever.retrieve(collection, case.question, params)
+        stages = {**deep.stages, **served.stages}
+        by_id = {c.chunk_id: c for c in deep.contexts}
+        window = [cid for cid, _, _ in served.stages["rerank"].hits]
+        ranking = [by_id[c] for c in window if c in by_id] + [c for c in deep.contexts if c.chunk_id not in window]
+        return served.contexts, stages, ranking, served.timings_ms
+
+    def _rewrite_evidence(
+        self, case: Case, rw: Rewrite | None, collection, params: RetrievalParams, cut_docs: set[str]
+    ) -> dict[str, dict]:
+        """The rewrite stage's evidence per expected document missed ({} without history or misses): whether
+        the other way of asking (joined to the previous user turn when the question was searched as asked;
+        the question as asked when it was rewritten) had it inside the cut, and the question's words the
+        rewrite dropped."""
+        missed = [d for d in case.relevance if d not in cut_docs]
+        if rw is None or not missed:
+            return {}
+        other = join_previous(case.question, case.history)[0] if rw.standalone else case.question
+        if other == rw.query:
+            return {}
+        found = self.answerer.retriever.retrieve(collection, other, params)
+        other_cut = {c.doc_id for c in found.contexts}
+        kept = set(_tokens(rw.query))
+        lost_words = [] if rw.standalone else list(dict.fromkeys(w for w in _tokens(case.question) if w not in kept))
+        info = {"standalone": rw.standalone, "query": rw.query, "method": rw.method}
+        return {d: {"rewrite": info, "other_in_cut": d in other_cut, "lost_words": lost_words} for d in missed}
+
+    def _case(self, case: Case, collection, params: RetrievalParams, ks, generate, ctx) -> dict:
+        # A turn of a conversation: the service's rewrite stage decides what is searched (and answered).
+        rw = self.answerer.rewrite(collection, case.question, case.history, params) if case.history else None
+        searched = replace(case, question=rw.query) if rw else case
+        shown, stages, ranking_ctx, timings = self._retrieve(searched, collection, params)
+        ranking = dedupe([c.doc_id for c in ranking_ctx])
         cut_docs = {c.doc_id for c in shown}
         rel = case.relevance
+        extra = self._rewrite_evidence(case, rw, collection, params, cut_docs)
+        lost, satisfied = [], set()
+        for doc_id in rel:
+            anchors = [e for e in case.expected if e.doc_id == doc_id and (e.quote or e.span)]
+            covered = [_anchor_covered(e, shown) for e in anchors]
+            passage_rank = None
+            if anchors and not any(c for c, _ in covered):
+                passage_rank = next(
+                    (i for i, c in enumerate(ranking_ctx, 1) if any(_anchor_covered(e, [c])[0] for e in anchors)),
+                    None,
+                )
+            ev = Evidence(
+                doc_id=doc_id,
+                ranks=_stage_ranks(doc_id, stages),
+                in_cut=doc_id in cut_docs,
+                indexed=doc_id in ctx["indexed"],
+                in_corpus=None if ctx["corpus"] is None else doc_id in ctx["corpus"],
+                ingest_failure=failure_for(doc_id, ctx["failures"]),
+                anchored=bool(anchors),
+                anchor_covered=not anchors or any(c for c, _ in covered),
+                anchor_partial=any(p for _, p in covered),
+                passage_rank=passage_rank,
+                extra=extra.get(doc_id, {}),
+            )
+            item = where_lost(ev, ctx["pipeline"])
+            if item is None:
+                satisfied.add(doc_id)
+                if ev.anchor_partial and not all(c for c, _ in covered):
+                    item_note = f"{doc_id}: an expected span is only partly inside the chunks shown"
+                    lost.append({"doc_id": doc_id, "stage": None, "uncertain": item_note})
+            else:
+                lost.append(item)
+        notes = [x for x in lost if x["stage"] is None]
+        lost = [x for x in lost if x["stage"] is not None]
         out: dict = {
             "id": case.id,
             "question": case.question,
@@ -198,15 +289,19 @@ class Auditor:
                 for c in shown
             ],
             "metrics": case_metrics(ranking, rel, ks) if rel else {},
-            "span": self._spans(case, result.contexts, ks),
-            "lost": [where_lost(d, result, params, cut_docs, indexed, corpus) for d in rel if d not in cut_docs],
-            "timings_ms": result.timings_ms,
+            "span": self._spans(case, ranking_ctx, ks),
+            "lost": lost,
+            "timings_ms": timings,
         }
+        if rw is not None:
+            out["rewrite"] = asdict(rw)
         gen = None
         if generate:
-            gen = self._generation(case, shown)
+            gen = self._generation(searched, shown)
             out["generation"] = gen
-        out["verdict"], out["verdict_detail"] = verdict(case, out["lost"], cut_docs, gen)
+        v = verdict(rel, lost, satisfied, gen)
+        out["verdict"], out["verdict_detail"] = v["verdict"], v["detail"]
+        out["uncertain"] = v["uncertain"] + [x["uncertain"] for x in notes]
         return out
 
     @staticmethod
@@ -215,21 +310,18 @@ class Auditor:
         anchored = [e for e in case.expected if e.quote or e.span]
         if not anchored:
             return {}
-
-        def covered(e, ctxs) -> bool:
-            for c in ctxs:
-                if c.doc_id != e.doc_id:
-                    continue
-                if e.quote and _norm(e.quote) in _norm(c.text):
-                    return True
-                if e.span and c.start < e.span[1] and e.span[0] < c.end:
-                    return True
-            return False
-
-        return {f"span_recall@{k}": sum(covered(e, contexts[:k]) for e in anchored) / len(anchored) for k in ks}
+        return {
+            f"span_recall@{k}": sum(_anchor_covered(e, contexts[:k])[0] for e in anchored) / len(anchored) for k in ks
+        }
 
     def _generation(self, case: Case, shown: list[Context]) -> dict:
-        g = self.answerer.generate(case.question, shown)
+        try:
+            g = self.answerer.generate(case.question, shown)
+        except Exception as exc:  # our own code (prompt building, citation parsing), not the endpoint
+            g = Generation(
+                self.answerer.generator.name,
+                error={"code": "internal_error", "message": f"{type(exc).__name__}: {str(exc)[:300]}"},
+            )
         out = {
             "generator": g.generator,
             "answer": g.answer,
@@ -239,66 +331,65 @@ class Auditor:
             "invalid_citations": g.invalid_citations,
             "cited_docs": sorted({c.doc_id for c in g.citations}),
         }
-        if g.answer and not g.declined and not g.error and self.scorer and shown:
-            scored = self.scorer.score_answer(g.answer, [c.text for c in shown])
+        scorer = self.scorer
+        margin = getattr(scorer, "margin", 0.05)
+        if g.answer and not g.declined and not g.error and scorer and shown:
+            scored = scorer.score_answer(g.answer, [c.text for c in shown])
             out["faithfulness"] = scored["faithfulness"]
-            out["claims"] = [asdict(c) for c in scored["claims"]]
+            out["claims"] = [
+                {
+                    **asdict(c),
+                    "doc_id": shown[c.source - 1].doc_id if c.source else None,
+                    "uncertain": abs(c.score - scorer.threshold) < margin,
+                }
+                for c in scored["claims"]
+            ]
         if self.judge is not None:
             answer = None if (g.error or g.declined) else g.answer
             out["judge"] = self.judge.judge(case.question, answer, [c.text for c in shown], case.answer)
-        if case.answer and g.answer and not g.error:
-            plain = " ".join(split_claims(g.answer)) or g.answer
-            f1 = token_f1(plain, case.answer)
-            cos = None
-            if self.scorer:
-                v = self.scorer.embedder.encode([plain, case.answer])
-                cos = float(v[0] @ v[1])
-            out["correctness"] = {
-                "token_f1": round(f1, 4),
-                "cosine": round(cos, 4) if cos is not None else None,
-                "correct": f1 >= CORRECT_F1 or (cos is not None and cos >= CORRECT_COSINE),
-            }
+            faith = out["judge"].get("faithfulness", {})
+            if "value" in faith:
+                v = faith["value"]
+                out["judge_unsupported"] = (
+                    [] if v >= 1.0 else [{"claim": f"{self.judge.name} judged the answer {v:.2f} faithful"}]
+                )
+        if case.answer and g.answer and not g.error and not g.declined and scorer:
+            out["correctness"] = self._correctness(g.answer, case.answer)
         return out
 
-
-def verdict(case: Case, lost: list[dict], cut_docs: set[str], gen: dict | None) -> tuple[str, str]:
-    """(verdict, detail) for one case: retrieval is judged first, generation only on good retrieval."""
-    rel = case.relevance
-    if rel:
-        if all(item["stage"] == "not_in_corpus" for item in lost) and len(lost) == len(rel):
-            return "not_in_corpus", ", ".join(sorted(rel)) + " not in the corpus"
-        if not (set(rel) & cut_docs):
-            return "retrieval_miss", "/".join(sorted({item["stage"] for item in lost}))
-    if gen is None:
-        return "retrieved", (
-            "an expected source is in the contexts"
-            if rel
-            else "no expected sources (unanswerable case); run with --generate to judge the answer"
-        )
-    if gen.get("error"):
-        return "generation_error", gen["error"]["code"]
-    if not rel:  # the corpus cannot answer this one
-        if gen["declined"]:
-            return "correctly_declined", "declined a question the corpus cannot answer"
-        return "should_have_declined", "answered a question the golden set marks as unanswerable"
-    if gen["declined"]:
-        return "retrieved_but_not_used", "declined although an expected source was in the contexts"
-    unsupported = [c["claim"] for c in gen.get("claims", []) if not c["supported"]]
-    if unsupported:
-        return (
-            "unsupported_claims",
-            f"{len(unsupported)} claim(s) not supported by the contexts: {unsupported[0][:120]}",
-        )
-    if not set(gen["cited_docs"]) & set(rel):
-        return "retrieved_but_not_used", "the answer cites no expected source"
-    corr = gen.get("correctness")
-    if corr and not corr["correct"]:
-        return "wrong_answer", f"grounded, but far from the reference answer (token F1 {corr['token_f1']})"
-    return "answered_well", "cites an expected source; every claim supported"
+    def _correctness(self, answer: str, reference: str) -> dict:
+        """Does the answer state the reference's facts? Each reference claim must be supported by some answer
+        sentence (the offline judge, the answer's sentences as its material). Answer sentences that support
+        no reference claim are reported as `extra` (a behaviour signal: verbose, not wrong)."""
+        scorer = self.scorer
+        margin = getattr(scorer, "margin", 0.05)
+        ref_claims = split_claims(reference) or [reference.strip()]
+        ans_claims = split_claims(answer) or [CITATION.sub("", answer).strip()]
+        covered = scorer.score_claims(ref_claims, ans_claims)
+        back = scorer.score_claims(ans_claims, [reference])
+        n_cov = sum(c.supported for c in covered)
+        plain = " ".join(ans_claims)
+        v = scorer.embedder.encode([plain, reference])
+        return {
+            "correct": n_cov == len(ref_claims),
+            "coverage": round(n_cov / len(ref_claims), 4),
+            "covered": n_cov,
+            "reference_claims": len(ref_claims),
+            "missing": [c.claim for c in covered if not c.supported],
+            "extra": [c.claim for c in back if not c.supported],
+            "token_f1": round(token_f1(plain, reference), 4),
+            "cosine": round(float(v[0] @ v[1]), 4),
+            "uncertain": [
+                f"reference claim near the judge's threshold: {c.claim[:100]}"
+                for c in covered
+                if abs(c.score - scorer.threshold) < margin
+            ],
+        }
 
 
 def summarize(cases: list[dict], ks: list[int]) -> dict:
-    """Overall metrics with bootstrap 95% intervals, the where-lost breakdown, verdicts, and the lever."""
+    """Overall metrics with bootstrap 95% intervals, the where-lost breakdown, verdicts, and the lever (from
+    the failing cases only)."""
 
     def stat(vals: list[float]) -> dict:
         lo, hi = bootstrap_ci(vals)
@@ -314,6 +405,9 @@ def summarize(cases: list[dict], ks: list[int]) -> dict:
     unmeasured = [c["id"] for c in cases if "generation" in c and c["generation"].get("faithfulness") is None]
     if faith:
         overall["faithfulness"] = {**stat(faith), "unmeasured": len(unmeasured)}
+    coverage = [c["generation"]["correctness"]["coverage"] for c in cases if c.get("generation", {}).get("correctness")]
+    if coverage:
+        overall["reference_coverage"] = stat(coverage)
     judged: dict[str, list[float]] = {}
     judge_unmeasured: dict[str, list[dict]] = {}
     for c in cases:
@@ -329,55 +423,15 @@ def summarize(cases: list[dict], ks: list[int]) -> dict:
     lost_counts = {s: 0 for s in LOST_STAGES}
     for c in cases:
         for item in c["lost"]:
-            lost_counts[item["stage"]] += 1
+            lost_counts[item["stage"]] = lost_counts.get(item["stage"], 0) + 1
     verdicts: dict[str, int] = {}
     for c in cases:
         verdicts[c["verdict"]] = verdicts.get(c["verdict"], 0) + 1
-    failures = {v: n for v, n in verdicts.items() if v not in GOOD}
-    summary = {
-        "dominant_failure": None,
-        "lever": None,
-        "text": f"{sum(n for v, n in verdicts.items() if v in GOOD)} of {len(cases)} cases fine.",
-    }
-    if failures:
-        ranked = sorted(failures.items(), key=lambda x: -x[1])
-        n_bad = sum(failures.values())
-
-        def lever_key(v: str) -> str:
-            if v != "retrieval_miss":
-                return v
-            misses = {st: n for st, n in lost_counts.items() if n}
-            return max(misses, key=misses.get) if misses else "not_in_any_candidates"
-
-        if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-            tied = [v for v, n in ranked if n == ranked[0][1]]
-            summary = {
-                "dominant_failure": None,
-                "lever": "; ".join(LEVERS[lever_key(v)] for v in tied),
-                "text": f"{n_bad} of {len(cases)} cases failed, no single dominant failure ("
-                + ", ".join(f"{v.replace('_', ' ')}: {n}" for v, n in ranked)
-                + ").",
-            }
-        else:
-            dominant, count = ranked[0]
-            key = lever_key(dominant)
-            summary = {
-                "dominant_failure": dominant if dominant != "retrieval_miss" else f"retrieval_miss ({key})",
-                "lever": LEVERS[key],
-                "text": f"{n_bad} of {len(cases)} cases failed; the commonest failure ({count}) is "
-                f"{dominant.replace('_', ' ')}"
-                + (f", mostly {key.replace('_', ' ')}" if key != dominant else "")
-                + f". Lever: {LEVERS[key]}.",
-            }
-        if len(cases) < 50:
-            summary["text"] += (
-                f" With {len(cases)} cases, differences under ~{round(100 / len(cases) ** 0.5)} points are noise."
-            )
     return {
         "overall": overall,
         "where_lost": lost_counts,
         "verdicts": verdicts,
         "unmeasured": unmeasured,
         "judge_unmeasured": judge_unmeasured,
-        "summary": summary,
+        "summary": dominant(cases),
     }

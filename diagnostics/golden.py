@@ -9,6 +9,10 @@ Expected sources are anchored on document ids and their text (a quote, or a [sta
 of the document text), never on chunk ids, so a golden set survives re-chunking. `grade` (default 1) is
 graded relevance for nDCG. An empty `expected` means the corpus cannot answer: the right behaviour is to
 decline. A case with `"needs_label": true` is a stub to label; audits skip it and say so.
+
+A case can be a turn of a conversation: `"history": [{"role": "user"|"assistant"|"system", "content": ...}]`
+holds the turns before `question` (or `"turns"` holds the whole conversation, ending with the user's question,
+and `question` is left out). The audit then runs the service's rewrite stage first (engine/rewrite.py).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core.errors import RagError
+from engine.rewrite import ROLES, Turn
 
 
 class GoldenSetError(RagError):
@@ -40,6 +45,7 @@ class Case:
     expected: tuple[Expected, ...]
     answer: str | None = None
     tags: tuple[str, ...] = ()
+    history: tuple[Turn, ...] = ()  # the conversation before the question
 
     @property
     def relevance(self) -> dict[str, int]:
@@ -87,6 +93,33 @@ def _expected(path: Path, lineno: int, i: int, raw) -> Expected:
     return Expected(doc_id, grade, quote, span)
 
 
+def _turns(path: Path, lineno: int, name: str, raw) -> list[Turn]:
+    if not isinstance(raw, list):
+        raise _fail(path, lineno, f"{name} must be a list of {{role, content}} turns")
+    out = []
+    for i, t in enumerate(raw):
+        text = t.get("content", t.get("text")) if isinstance(t, dict) else None
+        if not isinstance(text, str) or t.get("role") not in ROLES:
+            raise _fail(path, lineno, f"{name}[{i}] must be {{role: user|assistant|system, content: string}}")
+        out.append(Turn(t["role"], text))
+    return out
+
+
+def _conversation(path: Path, lineno: int, row: dict) -> tuple[object, list[Turn]]:
+    """(question, history) of a row: `question` + optional `history`, or `turns` ending with the question."""
+    if "turns" not in row:
+        return row.get("question"), _turns(path, lineno, "history", row.get("history", []))
+    if "history" in row:
+        raise _fail(path, lineno, "give either turns or history, not both")
+    turns = _turns(path, lineno, "turns", row["turns"])
+    if not turns or turns[-1].role != "user":
+        raise _fail(path, lineno, "turns must end with the user's question")
+    q = row.get("question")
+    if q is not None and (not isinstance(q, str) or q.strip() != turns[-1].text.strip()):
+        raise _fail(path, lineno, "question differs from the last turn; give one of them")
+    return turns[-1].text, turns[:-1]
+
+
 def load_golden(path: Path) -> GoldenSet:
     """Read and validate a golden set. Raises GoldenSetError naming the line and the field."""
     path = Path(path)
@@ -114,7 +147,7 @@ def load_golden(path: Path) -> GoldenSet:
         if row.get("needs_label"):
             stubs.append(cid)
             continue
-        question = row.get("question")
+        question, history = _conversation(path, lineno, row)
         if not isinstance(question, str) or not question.strip():
             raise _fail(path, lineno, "question must be a non-empty string")
         raw_expected = row.get("expected", [])
@@ -127,7 +160,7 @@ def load_golden(path: Path) -> GoldenSet:
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise _fail(path, lineno, "tags must be a list of strings")
         expected = tuple(_expected(path, lineno, i, e) for i, e in enumerate(raw_expected))
-        cases.append(Case(cid, question.strip(), expected, answer, tuple(tags)))
+        cases.append(Case(cid, question.strip(), expected, answer, tuple(tags), tuple(history)))
     if not cases:
         raise GoldenSetError(f"{path}: no labelled cases")
     return GoldenSet(cases, stubs)
@@ -141,6 +174,9 @@ def case_to_json(case: Case) -> dict:
     d["tags"] = list(case.tags)
     if d["answer"] is None:
         del d["answer"]
+    d["history"] = [{"role": t.role, "content": t.text} for t in case.history]
+    if not d["history"]:
+        del d["history"]
     return d
 
 
@@ -163,3 +199,34 @@ def import_beir(queries: Path, qrels: Path) -> list[dict]:
     if missing:
         raise GoldenSetError(f"{qrels}: {len(missing)} query ids have no text in {queries} (e.g. {missing[0]})")
     return [{"id": q, "question": texts[q], "expected": exp} for q, exp in rel.items()]
+
+
+def import_mtrag(conversations: Path) -> list[dict]:
+    """MTRAG conversations (conversations.jsonl: id, turns ending with the user's question, relevant passage
+    ids, labels) as golden-set rows: the last turn is the question, the earlier ones its history; `relevant`
+    empty = unanswerable (expected []). Tags keep the labels: collection, multi_turn (or first_turn),
+    answerability, question_type."""
+    rows = []
+    for lineno, line in enumerate(Path(conversations).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            turns = r["turns"]
+            if not turns or turns[-1]["role"] != "user":
+                raise ValueError("the last turn is not the user's")
+            history = [{"role": t["role"], "content": t["text"]} for t in turns[:-1]]
+            kinds = ["first_turn"] if len(turns) == 1 else [f"multi_turn:{k}" for k in r.get("multi_turn", [])]
+            tags = [f"collection:{r['collection']}"] if r.get("collection") else []
+            tags += kinds + [f"answerability:{a}" for a in r.get("answerability", [])]
+            tags += [f"question_type:{q}" for q in r.get("question_type", [])]
+            expected = [{"doc_id": d} for d in r["relevant"]]
+            row = {"id": str(r["id"]), "question": turns[-1]["text"], "expected": expected}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GoldenSetError(f"{conversations}, line {lineno}: not an MTRAG conversation ({exc})") from None
+        if history:
+            row["history"] = history
+        if r.get("reference_answer"):
+            row["answer"] = r["reference_answer"]
+        rows.append({**row, "tags": tags})
+    return rows

@@ -35,6 +35,7 @@ def to_markdown(r: dict) -> str:
         f"{r['golden']['cases']} cases, {r['created_at']}; mode {s['mode']}, fusion {s['fusion']} (k={s['rrf_k']}), "
         f"{s['candidates']} candidates, generator sees the top {s['cut']} chunks"
         + (f"; generator {s['generator']}, faithfulness by {s['faithfulness_scorer']}" if s["generate"] else "")
+        + (f"; reranker {s.get('reranker')} over the top {s.get('rerank_candidates')}" if s.get("rerank") else "")
         + ".",
         "",
         f"**{r['summary']['text']}**",
@@ -85,7 +86,8 @@ def to_markdown(r: dict) -> str:
             continue
         expected = ", ".join(e["doc_id"] for e in c["expected"]) or "(none)"
         got = ", ".join(dict.fromkeys(x["doc_id"] for x in c["retrieved"]))
-        lines.append(f"| {c['id']} | {c['verdict']} | {c['verdict_detail'].replace('|', '/')} | {expected} | {got} |")
+        detail = c["verdict_detail"] + (" (uncertain: " + "; ".join(c["uncertain"]) + ")" if c.get("uncertain") else "")
+        lines.append(f"| {c['id']} | {c['verdict']} | {detail.replace('|', '/')} | {expected} | {got} |")
     return "\n".join(lines) + "\n"
 
 

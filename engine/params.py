@@ -7,6 +7,7 @@ lives in the settings object alone (core/settings.py) and nowhere else.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,6 +15,42 @@ from core.errors import InvalidRequestError
 from core.settings import Settings
 
 Mode = Literal["hybrid", "dense", "sparse"]
+# A payload field filters may name: dotted names, `[]` for "any element of a list"; what Qdrant's paths accept.
+FILTER_KEY = re.compile(r"^[A-Za-z0-9_-]+(\[\])?(\.[A-Za-z0-9_-]+(\[\])?)*$")
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_filter_value(key: str, value: object) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            raise ValueError(f"filter {key!r}: integers are 64-bit.")
+        return
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"filter {key!r}: the value is not valid Unicode text.") from None
+        return
+    raise ValueError(f"filter {key!r}: a value is a string, an integer, a boolean, or a list of strings or integers.")
+
+
+def check_filters(filters: dict) -> None:
+    """Raises ValueError for filters no store can run: bad field names, 65-bit integers, mixed lists."""
+    if not isinstance(filters, dict):
+        raise ValueError("filters map payload field names to values.")
+    for key, value in filters.items():
+        if not isinstance(key, str) or len(key) > 128 or not FILTER_KEY.fullmatch(key):
+            raise ValueError("filter field names are 1-128 of A-Z a-z 0-9 - _, dotted, with [] for list elements.")
+        if isinstance(value, (list, tuple)):
+            kinds = {type(v) for v in value}
+            if len(kinds) > 1 or kinds & {bool, float}:
+                raise ValueError(f"filter {key!r}: a list holds only strings or only integers.")
+            for v in value:
+                _check_filter_value(key, v)
+        else:
+            _check_filter_value(key, value)
 
 
 @dataclass(frozen=True)
@@ -42,6 +79,8 @@ class RetrievalParams:
                 raise ValueError("fusion weights are two finite numbers greater than 0: (sparse, dense).")
         if self.rerank_candidates < 1:
             raise ValueError("rerank_candidates must be at least 1.")
+        if self.filters is not None:
+            check_filters(self.filters)
 
     @property
     def final_limit(self) -> int:

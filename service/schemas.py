@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from core.settings import COLLECTION_NAME_PATTERN
 from engine.answer import Citation
@@ -26,8 +26,15 @@ class ErrorResponse(BaseModel):
 
 class FusionSettings(BaseModel):
     method: Literal["rrf", "dbsf"] | None = Field(None, description="Default from the settings (RAG_FUSION).")
-    rrf_k: int | None = Field(None, ge=1, le=1000, description="RRF k: a point scores sum of 1/(k + rank - 1).")
-    weights: tuple[float, float] | None = Field(None, description="RRF weights (sparse, dense).")
+    rrf_k: StrictInt | None = Field(None, ge=1, le=1000, description="RRF k: a point scores sum of 1/(k + rank - 1).")
+    weights: tuple[StrictFloat, StrictFloat] | None = Field(None, description="RRF weights (sparse, dense).")
+
+
+class HistoryTurn(BaseModel):
+    """One earlier turn of the conversation (the question itself stays in `question`)."""
+
+    role: Literal["user", "assistant", "system"]
+    content: StrictStr = Field(max_length=20_000)
 
 
 class QueryRequest(BaseModel):
@@ -39,16 +46,37 @@ class QueryRequest(BaseModel):
 
     question: str = Field(description="The question, in plain words.")
     collection: CollectionName | None = Field(None, description="Defaults to the service's collection.")
-    top_k: int | None = Field(None, ge=1, le=300, description="Contexts (chunks) returned; default RAG_TOP_K.")
-    candidates: int | None = Field(None, ge=1, le=1000, description="Candidates per retriever before fusion.")
+    top_k: StrictInt | None = Field(None, ge=1, le=300, description="Contexts (chunks) returned; default RAG_TOP_K.")
+    candidates: StrictInt | None = Field(None, ge=1, le=1000, description="Candidates per retriever before fusion.")
     filters: dict[str, str | int | bool | list[str] | list[int]] | None = Field(
         None, description='Payload field -> value or list of accepted values, e.g. {"doc_type": "pdf"}.'
     )
     mode: Literal["hybrid", "dense", "sparse"] | None = None
     fusion: FusionSettings | None = None
-    rerank: bool | None = Field(None, description="Default from the settings (RAG_RERANK).")
-    generate: bool = True
-    stream: bool = False
+    rerank: StrictBool | None = Field(None, description="Default from the settings (RAG_RERANK).")
+    generate: StrictBool = True
+    stream: StrictBool = False
+    history: list[HistoryTurn] | None = Field(
+        None,
+        max_length=200,
+        description="The conversation before the question, oldest first: [{role, content}]. A question that "
+        "does not stand alone is rewritten from it before retrieval (see `rewrite` in the response).",
+    )
+    rewrite: StrictBool | None = Field(
+        None, description="Rewrite the question from the history; default: on unless RAG_REWRITE=off."
+    )
+
+
+class RewriteOut(BaseModel):
+    question: str = Field(description="The question as asked (the last user turn).")
+    query: str = Field(description="What retrieval searched (and the generator answered).")
+    method: str = Field(description="off, none (no history), offline or llm.")
+    standalone: bool = Field(description="The question was searched as it is.")
+    history_turns: int
+    reason: str
+    fallback: ErrorBody | None = Field(None, description="The LLM rewrite failed; the offline one answered.")
+    signals: dict[str, Any]
+    ms: float
 
 
 class StageOut(BaseModel):
@@ -89,18 +117,33 @@ class QueryResponse(BaseModel):
     contexts: list[ContextOut]
     timings_ms: dict[str, float]
     manifest: dict[str, Any]
+    rewrite: RewriteOut | None = Field(None, description="The rewrite stage, when the question came with history.")
+    query_id: str | None = Field(
+        None, description="This query in the query log (rate it with POST /v1/feedback); null when logging is off."
+    )
 
 
 class JobOut(BaseModel):
+    """An ingest job or an audit (`kind`). Nothing in it names a server path."""
+
     id: str
+    kind: Literal["ingest", "audit"] = "ingest"
     collection: str
-    status: Literal["queued", "running", "succeeded", "failed", "interrupted"]
+    status: Literal["queued", "running", "succeeded", "partial", "failed", "cancelled", "interrupted"] = Field(
+        description="partial: some files failed; failed: every file failed (or the job could not run); "
+        "cancelled / interrupted: stopped early, `reason` says why."
+    )
     created_at: float
+    started_at: float | None = None
     finished_at: float | None = None
-    files: list[str]
+    files: list[str] = Field(description="The upload names (relative paths) of an ingest job.")
     progress: dict[str, int]
     report: dict | None = None
+    reason: str | None = Field(
+        None, description="Why it stopped early: cancelled, time_limit, shutdown, replica_gone, lost_lock."
+    )
     error: str | None = None
+    cancel_requested: bool = False
 
 
 class DocumentOut(BaseModel):

@@ -9,9 +9,10 @@ from pathlib import Path
 from core.embedding import get_embedder
 from core.settings import Settings
 from engine.engine import Engine
-from ingest.pipeline import Ingestor
-from service.jobs import JobManager
+from service.db import Database, database_url
+from service.jobs import JobManager, ingest_runner
 from service.metrics import Metrics
+from service.querylog import QueryLog
 from service.ratelimit import RateLimiter
 
 log = logging.getLogger("rag.service")
@@ -25,6 +26,7 @@ class ServiceState:
     metrics: Metrics
     limiter: RateLimiter | None = None
     ready: bool = False
+    querylog: QueryLog | None = None  # every query, its feedback; in the jobs' database
 
     @property
     def store(self):
@@ -45,15 +47,24 @@ class ServiceState:
         # Ingest jobs get their own embedder instance, so a long ingest batch never holds the query one.
         ingest_embedder = get_embedder(settings, role="ingest")
 
-        def run_job(paths: list[Path], collection: str, tick) -> object:
-            return Ingestor(settings, engine.store, ingest_embedder, engine.bm25).run(paths, collection, progress=tick)
+        from service.routes.audits import audit_runner  # here: the routes import this module
 
-        job_manager = JobManager(settings.data_dir / "jobs", run_job)
+        db = Database(database_url(settings))
+        db.migrate()
+        uploads = Path(settings.uploads_dir or Path(settings.data_dir) / "uploads")
+        runners = {
+            "ingest": ingest_runner(settings, engine.store, ingest_embedder, engine.bm25, uploads),
+            "audit": audit_runner(engine),
+        }
+        job_manager = JobManager(db, settings, runners)
         if not settings.api_keys:
             log.warning("NO API KEYS CONFIGURED: the API is open to anyone who can reach it. Set RAG_API_KEYS.")
         limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
-        return cls(settings, engine, job_manager, Metrics(), limiter)
+        return cls(settings, engine, job_manager, Metrics(), limiter, querylog=QueryLog.build(settings, db, engine))
 
     def close(self) -> None:
+        if self.querylog is not None:
+            self.querylog.close()
         self.jobs.shutdown()
+        self.jobs.db.close()
         self.engine.close()

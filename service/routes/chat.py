@@ -1,8 +1,10 @@
 """An OpenAI-compatible `POST /v1/chat/completions`: apps using the `openai` client get grounded answers.
 
-The last user message is the question. `model` picks the collection: "rag" for the default one, or
-"rag/<collection>". The answer carries `[n]` citations; the response adds a `citations` list (kept by the
-openai client in `model_extra`), and streaming ends with a chunk carrying them before `[DONE]`.
+The last user message is the question; the messages before it are its history, from which the rewrite stage
+(engine/rewrite.py) makes a question that does not stand alone searchable. `model` picks the collection:
+"rag" for the default one, or "rag/<collection>". The answer carries `[n]` citations; the response adds a
+`citations` list (kept by the openai client in `model_extra`) and the `rewrite`, and streaming ends with a
+chunk carrying them before `[DONE]`.
 """
 
 from __future__ import annotations
@@ -12,24 +14,40 @@ import re
 import time
 import uuid
 from dataclasses import asdict
-from typing import Any, Iterator
+from typing import Iterator
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 from core.errors import InvalidRequestError
 from core.settings import COLLECTION_NAME_PATTERN
+from engine.rewrite import ROLES, Turn
 from service.deps import AccessDep, StateDep
-from service.routes.query import ERRORS, record, validate_question
+from service.querylog import log_query, new_query_id
+from service.routes.query import ERRORS, history_from, record, rewrite_log, started, validate_question
 
 router = APIRouter(tags=["openai-compatible"])
 
 
+class ContentPart(BaseModel):
+    """One part of a message's content: `{"type": "text", "text": ...}` is read; other types are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    type: StrictStr = Field(max_length=64)
+    text: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _text_part_has_text(self) -> "ContentPart":
+        if self.type == "text" and self.text is None:
+            raise ValueError("a text part has a 'text' string")
+        return self
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
-    role: str
-    content: str | list[dict[str, Any]] | None = None
+    role: StrictStr = Field(max_length=64)
+    content: StrictStr | list[ContentPart] | None = None
 
 
 class ChatRequest(BaseModel):
@@ -39,10 +57,10 @@ class ChatRequest(BaseModel):
             "examples": [{"model": "rag/docs", "messages": [{"role": "user", "content": "How are documents chunked?"}]}]
         },
     )
-    model: str = "rag"
+    model: StrictStr = Field("rag", max_length=200)
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    top_k: int = Field(5, ge=1, le=50)
+    stream: StrictBool = False
+    top_k: StrictInt = Field(5, ge=1, le=50)
 
 
 def collection_of(state, model: str) -> str:
@@ -55,9 +73,9 @@ def collection_of(state, model: str) -> str:
     return name
 
 
-def _text(content: str | list[dict[str, Any]] | None) -> str:
+def _text(content: str | list[ContentPart] | None) -> str:
     if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+        return " ".join(p.text or "" for p in content if p.type == "text")
     return content or ""
 
 
@@ -70,15 +88,21 @@ def chat_completions(req: ChatRequest, state: StateDep, access: AccessDep):
     access.check(collection)
     state.engine.require_collection(collection)
     question = validate_question(state, _text(users[-1].content))
+    # The conversation before the last user message (its most recent turns): the rewrite stage reads it.
+    last = max(i for i, m in enumerate(req.messages) if m.role == "user")
+    history = [Turn(m.role, _text(m.content)) for m in req.messages[:last] if m.role in ROLES]
+    history = history_from(state, history[-state.settings.max_history_turns :])
     params = state.engine.params(top_k=req.top_k)
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    query_id = new_query_id(state)  # rate the answer with POST /v1/feedback
 
     def citations(result) -> list[dict]:
         return [asdict(c) for c in result.generation.citations] if result.generation else []
 
     if not req.stream:
-        result = state.answerer.ask(collection, question, params)
+        result = state.answerer.ask(collection, question, params, history=history)
         record(state, result)
+        log_query(state, query_id, result, params, "chat", **rewrite_log(result))
         gen = result.generation
         content = gen.answer if gen and gen.answer is not None else f"Generation failed: {gen.error['message']}"
         return {
@@ -96,6 +120,8 @@ def chat_completions(req: ChatRequest, state: StateDep, access: AccessDep):
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             "citations": citations(result),
             "generation_error": gen.error if gen else None,
+            "rewrite": asdict(result.rewrite) if result.rewrite else None,
+            "query_id": query_id,
         }
 
     def chunk(delta: dict, finish: str | None = None, **extra) -> str:
@@ -110,19 +136,25 @@ def chat_completions(req: ChatRequest, state: StateDep, access: AccessDep):
         return f"data: {json.dumps(body)}\n\n"
 
     def events() -> Iterator[str]:
-        yield chunk({"role": "assistant", "content": ""})
-        for kind, payload in state.answerer.stream(collection, question, params):
-            if kind == "token":
+        for kind, payload in state.answerer.stream(collection, question, params, history):
+            if kind == "retrieval":  # the first event: retrieval ran before the response started
+                yield chunk({"role": "assistant", "content": ""})
+            elif kind == "token":
                 yield chunk({"content": payload})
             elif kind == "final":
                 record(state, payload)
+                log_query(state, query_id, payload, params, "chat", **rewrite_log(payload))
                 gen = payload.generation
                 yield chunk(
                     {},
                     "stop" if gen and not gen.error else "error",
                     citations=citations(payload),
                     generation_error=gen.error if gen else None,
+                    rewrite=asdict(payload.rewrite) if payload.rewrite else None,
+                    query_id=query_id,
                 )
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream")
+    # As OpenAI's API does mid-stream: a data line with an error object, then [DONE].
+    on_error = lambda error: f"data: {json.dumps({'error': error})}\n\ndata: [DONE]\n\n"  # noqa: E731
+    return StreamingResponse(started(events(), on_error), media_type="text/event-stream")

@@ -103,3 +103,24 @@ def test_golden_import_and_stubs(tmp_path, docs_store):
     assert res.returncode == 0
     rows = [json.loads(line) for line in stubs.read_text().splitlines()]
     assert rows and all(r["needs_label"] for r in rows)
+
+
+def test_audit_ingest_report_and_rerank_option(docs_store, tmp_path):
+    golden = tmp_path / "g.jsonl"
+    golden.write_text(
+        json.dumps({"id": "b", "question": "What is in the scan?", "expected": [{"doc_id": "docs/scan.pdf"}]})
+    )
+    record = tmp_path / "ingest.json"
+    record.write_text(
+        json.dumps({"files": [{"path": "/srv/docs/scan.pdf", "status": "failed", "reason": "the PDF is encrypted"}]})
+    )
+    res = rag(
+        ["audit", str(golden), "-c", "docs", "--out", str(tmp_path / "a"), "--ingest-report", str(record)], docs_store
+    )
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    [item] = report["cases"][0]["lost"]
+    assert item["stage"] == "failed_to_ingest" and "encrypted" in item["reason"]
+    assert report["summary"]["dominant_failure"] == "retrieval_miss (failed_to_ingest)"
+    res = rag(["audit", str(golden), "-c", "docs", "--out", str(tmp_path / "b"), "--rerank"], docs_store)
+    assert res.returncode == 2 and "rerank_unavailable" in res.stderr

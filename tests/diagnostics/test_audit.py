@@ -313,3 +313,117 @@ def test_overall_metrics_when_the_first_case_is_unanswerable(env):
         env, [case("What is the price of the enterprise licence?"), case("Where do apples grow?", "kb/apples.md")], P
     )
     assert r["overall"]["recall@1"]["n"] == 1 and r["overall"]["recall@1"]["mean"] == 1.0
+
+
+# ---- issue 9: attribution that is right (end to end on the real store; the rules' branches are in
+# test_attribution.py)
+
+
+class Raising:
+    """A generator stand-in that raises: `exc` decides whether it plays a prompt bug or an endpoint failure."""
+
+    def __init__(self, name, exc):
+        self.name, self.exc = name, exc
+
+    def generate(self, question, sources):
+        raise self.exc
+
+    def stream(self, question, sources):
+        raise self.exc
+
+
+class CountingLastReranker(LastReranker):
+    name = "stand-in:last-counting"
+
+    def __init__(self):
+        self.windows = []
+
+    def score(self, question, passages):
+        self.windows.append(len(passages))
+        return super().score(question, passages)
+
+
+def test_verbose_right_answer_is_answered_well(env):
+    gen = Scripted(
+        "stand-in:verbose",
+        "Volcanoes erupt molten lava and ash [1]. Lava and ash come out of a volcano when it erupts [1].",
+    )
+    r = audit(env, [case("What do volcanoes erupt?", "kb/volcano.md", answer="Volcanoes erupt lava.")], P, gen, True)
+    c = r["cases"][0]
+    assert c["verdict"] == "answered_well", c["verdict_detail"]
+    corr = c["generation"]["correctness"]
+    assert corr["correct"] and corr["coverage"] == 1.0 and corr["token_f1"] < 0.5
+
+
+def test_prompt_bug_is_internal_error_not_the_endpoint(env):
+    from engine.generation.llm import GenerationError
+
+    bug = Raising("stand-in:prompt-bug", KeyError("title"))
+    r = audit(env, [case("What do volcanoes erupt?", "kb/volcano.md")], P, bug, True)
+    c = r["cases"][0]
+    assert c["verdict"] == "internal_error" and "KeyError" in c["verdict_detail"]
+    assert r["summary"]["lever"].startswith("fix the service")
+    down = Raising("stand-in:endpoint-down", GenerationError("llm_timeout", "slow"))
+    r = audit(env, [case("What do volcanoes erupt?", "kb/volcano.md")], P, down, True)
+    assert r["cases"][0]["verdict"] == "generation_error" and r["summary"]["lever"].startswith("fix the LLM endpoint")
+
+
+def test_audit_reranks_the_services_window(env):
+    _, retriever, _, _ = env
+    retriever.reranker = CountingLastReranker()
+    try:
+        r = audit(
+            env,
+            [case("volcanoes erupt lava", "kb/volcano.md")],
+            params(top_k=1, candidates=8, rerank=True, rerank_candidates=4),
+        )
+        windows = retriever.reranker.windows
+    finally:
+        retriever.reranker = None
+    assert windows == [4]  # the service's window, not the candidates
+    assert lost_stage(r) == ("dropped_by_reranker", "retrieval_miss")
+    assert r["settings"]["reranker"] == "stand-in:last-counting" and r["settings"]["rerank_candidates"] == 4
+
+
+def test_failed_to_ingest_with_the_reason(env, tmp_path, embedder):
+    from core.settings import Settings
+
+    store = env[0]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "etna.pdf").write_bytes(b"%PDF-1.4 truncated")
+    report = Ingestor(Settings(data_dir=tmp_path / "unused", _env_file=None), store, embedder).run([broken], "kb")
+    r = audit(env, [case("volcano eruption", "broken/etna.pdf")], params(top_k=3, candidates=8))
+    assert lost_stage(r) == ("not_in_corpus", "not_in_corpus") and r["cases"][0]["uncertain"]
+    store_, retriever, scorer, extractive = env
+    r = Auditor(Answerer(retriever, extractive), store_, scorer).run(
+        GoldenSet([case("volcano eruption", "broken/etna.pdf")]),
+        "kb",
+        params(top_k=3, candidates=8),
+        (1, 3),
+        ingest_records=[report.to_dict()],
+    )
+    item = r["cases"][0]["lost"][0]
+    assert item["stage"] == "failed_to_ingest" and "etna.pdf" in item["reason"]
+    assert r["summary"]["dominant_failure"] == "retrieval_miss (failed_to_ingest)"
+
+
+def test_right_document_wrong_passage(env, tmp_path, embedder):
+    from core.settings import Settings
+
+    store, retriever, scorer, extractive = env
+    long = tmp_path / "long"
+    long.mkdir()
+    (long / "guide.md").write_text(
+        "# Volcanoes\n\nVolcanoes erupt molten lava and ash.\n\n# Baking\n\nBread is baked from flour and yeast.\n"
+    )
+    Ingestor(Settings(data_dir=tmp_path / "unused", _env_file=None), store, embedder).run([long], "long")
+    wrong = Case("wp", "What do volcanoes erupt?", (Expected("long/guide.md", quote="baked from flour"),))
+    right = Case("rp", "What do volcanoes erupt?", (Expected("long/guide.md", quote="molten lava"),))
+    r = Auditor(Answerer(retriever, extractive), store, scorer).run(
+        GoldenSet([wrong, right]), "long", params(top_k=1, candidates=4), (1, 3), True
+    )
+    by_id = {c["id"]: c for c in r["cases"]}
+    assert by_id["wp"]["verdict"] == "retrieval_miss" and by_id["wp"]["lost"][0]["stage"] == "wrong_passage"
+    assert by_id["rp"]["verdict"] == "answered_well" and by_id["rp"]["lost"] == []
+    assert r["summary"]["lever"].startswith("fix chunking")

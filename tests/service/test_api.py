@@ -138,9 +138,10 @@ def test_upload_job_documents_delete(live, tmp_path):
         assert ask(live, question="How are documents chunked?", generate=False).status_code == 200
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "partial", job  # one file of three failed
     summary = job["report"]["summary"]
     assert summary["added"] == 2 and summary["failed"] == 1
+    assert sorted(f["path"] for f in job["report"]["files"]) == ["broken.pdf", "lunar.pdf", "note.md"]
     assert job["progress"]["files"] == 3
 
     docs = live.http.get("/v1/collections/uploads/documents").json()
@@ -162,8 +163,11 @@ def test_upload_refusals(live):
     r = live.http.post(
         "/v1/collections/uploads/documents", files=[("files", ("../../etc/passwd.txt", b"root", "text/plain"))]
     )
-    assert r.status_code == 202  # the name is reduced to its last part: nothing is written outside uploads/
-    assert r.json()["files"][0].endswith("/uploads/uploads/passwd.txt")
+    # ".." and the leading "/" are dropped: nothing is written outside the job's upload folder, and the job
+    # names the upload, never a server path.
+    assert r.status_code == 202
+    assert r.json()["files"] == ["etc/passwd.txt"]
+    assert str(live.settings.data_dir) not in r.text and "/uploads" not in r.text
     assert live.http.get("/v1/jobs/does-not-exist").json()["error"]["code"] == "job_not_found"
 
 
@@ -240,3 +244,49 @@ def test_serve_refuses_a_store_owned_by_another_process(live):
     env = {**os.environ, "RAG_DATA_DIR": str(live.settings.data_dir), "RAG_PORT": "0"}
     res = subprocess.run([sys.executable, "-m", "cli", "serve"], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "store_locked" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_no_server_path_in_any_response(live, base_settings, tmp_path):
+    """Sources are relative (`docs/ingesting.md`, `corpus.jsonl`): contexts, citations, document lists and job
+    reports never name where files lay on the server (issue 8)."""
+    from tests.conftest import ROOT
+
+    files = [("files", ("moon.md", b"# Moon\n\nThe Moon orbits the Earth every 27 days.", "text/markdown"))]
+    job = live.http.post("/v1/collections/paths/documents", files=files).json()
+    deadline = time.monotonic() + 120
+    while (job := live.http.get(f"/v1/jobs/{job['id']}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert job["status"] == "succeeded", job
+    answer = ask(live, question="What happens to a corrupt PDF during ingest?", top_k=3)
+    scifact = ask(live, question="glucose metabolism", collection="scifact", top_k=3)
+    moon = ask(live, question="How long does the Moon take to orbit?", collection="paths", top_k=1)
+    listed = [live.http.get(f"/v1/collections/{c}/documents") for c in ("docs", "scifact", "paths")]
+    bodies = [json.dumps(job), answer.text, scifact.text, moon.text] + [r.text for r in listed]
+    for path in (ROOT, base_settings.data_dir.parent, live.settings.data_dir, tmp_path):
+        assert not any(str(path) in b for b in bodies), path
+    body = answer.json()
+    assert body["citations"][0]["source"] == "docs/ingesting.md"
+    assert all(c["source"] == c["doc_id"] for c in body["contexts"])
+    assert {c["source"] for c in scifact.json()["contexts"]} == {"corpus.jsonl"}
+    assert moon.json()["citations"][0]["source"] == "moon.md"
+    assert {d["source"] for d in listed[2].json()} == {"moon.md"}
+
+
+def test_readyz_error_names_no_server_path(base_settings):
+    """The store failing: /readyz says why, without the data directory's path (the log keeps it)."""
+    from tests.service.conftest import LiveServer
+
+    server = LiveServer(base_settings)
+    try:
+        assert server.http.get("/readyz").status_code == 200
+        collections = server.settings.data_dir / "edge" / "collections"
+        collections.rename(collections.with_name("moved"))
+        collections.write_text("not a folder")  # listing the collections now fails with an OSError naming it
+        r = server.http.get("/readyz")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
+        message = r.json()["error"]["message"]
+        assert message.startswith("store not answering:") and "collections" in message
+        assert str(server.settings.data_dir) not in r.text and "/tmp" not in r.text
+    finally:
+        server.stop()

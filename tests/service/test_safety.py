@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -74,26 +73,27 @@ def test_source_quoting_is_escaped():
 def test_interrupted_job_is_reported_after_a_restart(base_settings, tmp_path):
     import subprocess
 
+    from service.db import Database, Job, database_url
+
     data = tmp_path / "data"
     subprocess.run(["cp", "-a", "--sparse=always", str(base_settings.data_dir), str(data)], check=True)
-    jobs = data / "jobs"
-    jobs.mkdir(exist_ok=True)
-    job = {
-        "id": "deadbeef",
-        "collection": "docs",
-        "status": "running",
-        "created_at": time.time(),
-        "finished_at": None,
-        "files": [],
-        "progress": {"files": 1, "files_total": 3, "documents": 1, "chunks": 5},
-        "report": None,
-        "error": None,
-    }
-    (jobs / "deadbeef.json").write_text(json.dumps(job))
-    server = LiveServer(base_settings.model_copy(update={"data_dir": data}))
+    settings = base_settings.model_copy(update={"data_dir": data})
+    db = Database(database_url(settings))  # the job database of a service that died while the job ran
+    db.migrate()
+    with db.session() as s:
+        s.add(
+            Job(
+                id="deadbeef", kind="ingest", owner="open", collection="docs", status="running",
+                created_at=time.time(), started_at=time.time(), replica="gone-host:4242:0123", files=["a.md"],
+                progress={"files": 1, "files_total": 3, "documents": 1, "chunks": 5},
+            )
+        )  # fmt: skip
+    db.close()
+    server = LiveServer(settings)
     try:
         got = server.http.get("/v1/jobs/deadbeef").json()
-        assert got["status"] == "interrupted" and "submit the files again" in got["error"]
-        assert got["progress"]["files"] == 1
+        assert got["status"] == "interrupted" and got["reason"] == "replica_gone"
+        assert "submit the files again" in got["error"]
+        assert got["progress"]["files"] == 1 and got["files"] == ["a.md"]
     finally:
         server.stop()
