@@ -45,7 +45,7 @@ def torch_threads_for(settings: Settings, role: str = "default") -> int:
     embedder (role "ingest"), which runs beside the query one, `ingest_torch_threads` (unset: half the cores)."""
     if role == "ingest":
         return settings.ingest_torch_threads or max(1, available_cores() // 2)
-    return settings.torch_threads
+    return settings.torch_threads or available_cores()
 
 
 @dataclass(frozen=True)

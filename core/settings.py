@@ -43,13 +43,13 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(16, gt=0, description="Smaller batches pad less on CPU.")
     embedding_device: str = "cpu"
     # Concurrency (issue 8): each embedder runs its model on one thread that batches concurrent callers.
-    torch_threads: int = Field(
-        1,
+    torch_threads: int | None = Field(
+        None,
         gt=0,
-        description="Torch intra-op threads of an embedder's model thread (queries; CLI ingest). 1: a server "
-        "gets its parallelism from batching and from other requests' work, and OpenMP teams collapse when the "
-        "cores are shared (measured on 2 busy cores: a query's encode p50 52 ms at 1 thread, 768 ms at 2). "
-        "Raise it for lower single-query latency on quiet, many-core machines, or for a CLI ingest.",
+        description="Torch intra-op threads of an embedder's model thread (queries; CLI ingest); unset = all "
+        "cores. Measured on the quiet 2-core box (benchmarks/concurrency.py): 2 threads gave retrieval c=8 76 "
+        "requests/s against 66 at 1 thread, and the default query c=1 p95 155 ms against 273. Set 1 where the "
+        "cores are shared with other busy processes: OpenMP teams collapse when oversubscribed.",
     )
     ingest_torch_threads: int | None = Field(
         None, gt=0, description="Torch threads of the service's ingest embedder; unset = half the cores (min 1)."

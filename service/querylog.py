@@ -27,7 +27,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
-from sqlalchemy import case, delete, exists, func, or_, select, update
+from sqlalchemy import case, delete, exists, func, insert, or_, select, update
 
 from core.errors import InvalidRequestError
 from core.settings import Settings
@@ -41,6 +41,7 @@ EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-
 NUMBER = re.compile(r"\+?\(?\d(?:[ ().\-/]{0,2}\d)+")
 MIN_REDACTED_DIGITS = 5
 PURGE_EVERY_S = 3600.0
+WRITE_WAIT_S, WRITE_BATCH = 0.2, 200  # the query-log writer batches rows
 TOP_N = 10  # documents per stage kept in stage_tops, and compared for retriever agreement
 LOW_TOP_SCORE = 0.35  # a best dense cosine below this: the corpus may not hold the answer (all-MiniLM-L6-v2)
 CANDIDATE_SCAN = 5000  # most recent unlabelled queries in the window considered for candidates
@@ -273,17 +274,51 @@ class QueryLog:
                 continue
             if item is None:
                 return
-            row, texts = item
+            batch, stop = [item], False
+            # Rows are written in batches (one transaction, one executemany): a row per transaction cost
+            # every request a few ms of the GIL. A row waits at most WRITE_WAIT_S for company.
+            deadline = time.monotonic() + WRITE_WAIT_S
+            while len(batch) < WRITE_BATCH and (left := deadline - time.monotonic()) > 0:
+                try:
+                    nxt = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[tuple[dict, list[str]]]) -> None:
+        rows = []
+        for row, texts in batch:
             try:
                 self._score(row, texts)
-                with self.db.session() as s:
-                    s.add(QueryRecord(**row))
             except Exception:
-                log.exception("could not write query %s to the query log", row["id"])
-            finally:
-                with self._cond:
+                log.exception("could not score query %s for the query log", row["id"])
+            rows.append(row)
+        try:
+            groups: dict[tuple, list[dict]] = {}
+            for row in rows:  # one executemany per set of columns (a scored row has more)
+                groups.setdefault(tuple(sorted(row)), []).append(row)
+            with self.db.session() as s:
+                for group in groups.values():
+                    s.execute(insert(QueryRecord), group)
+        except Exception:
+            log.exception("could not write %d queries to the query log; writing them one by one", len(rows))
+            for row in rows:
+                try:
+                    with self.db.session() as s:
+                        s.add(QueryRecord(**row))
+                except Exception:
+                    log.exception("could not write query %s to the query log", row["id"])
+        finally:
+            with self._cond:
+                for row in rows:
                     self._pending.discard(row["id"])
-                    self._cond.notify_all()
+                self._cond.notify_all()
 
     def _score(self, row: dict, texts: list[str]) -> None:
         cheap = row["generator"] not in (None, "extractive")  # extractive answers copy context sentences
