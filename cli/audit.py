@@ -158,7 +158,7 @@ def audit(
         try:
             engine.require_collection(settings.collection)
             params = engine.params(rerank=rerank)
-            scorer = offline_judge(engine.embedder, engine.bm25)
+            scorer = offline_judge(engine.embedder, engine.bm25, settings.faithfulness_judge)
             ragas_judge = None
             if judge:
                 from diagnostics.judge import RagasJudge

@@ -116,7 +116,7 @@ def audit_runner(engine) -> Runner:
     def run(ctx: JobContext) -> Outcome:
         req = AuditRequest.model_validate(ctx.request)
         golden = _golden(req.cases)
-        scorer = offline_judge(engine.retriever.embedder, engine.retriever.bm25)
+        scorer = offline_judge(engine.retriever.embedder, engine.retriever.bm25, engine.settings.faithfulness_judge)
         judge = None
         if req.judge and req.generate:
             from diagnostics.judge import RagasJudge

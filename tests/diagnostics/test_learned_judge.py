@@ -14,8 +14,14 @@ def test_weights_ship_small_with_their_agreement():
     assert 0 < model["threshold"] < 1 and "scifact_claims_dev" in model["agreement"]
 
 
-def test_offline_judge_is_the_trained_one_and_separates_claims(embedder):
+def test_default_offline_judge_is_the_heuristic_that_transfers(embedder):
     judge = offline_judge(embedder, Bm25Encoder.from_settings(Settings(_env_file=None)))
+    assert not isinstance(judge, LearnedFaithfulnessScorer)
+    assert judge.agreement["qags_cnndm"]["roc_auc"] > load_model()["agreement"]["qags_cnndm"]["roc_auc"]
+
+
+def test_trained_judge_loads_offline_and_separates_claims(embedder):
+    judge = offline_judge(embedder, Bm25Encoder.from_settings(Settings(_env_file=None)), "trained")
     assert isinstance(judge, LearnedFaithfulnessScorer) and judge.name == load_model()["name"]
     context = ["The Eiffel Tower was completed in 1889. It is 330 metres tall and stands in Paris."]
     good, invented, negated = judge.score_claims(
