@@ -6,6 +6,7 @@ diagnostics/report.py's SVG and diagnostics/compare.py."""
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 
 from fastapi import APIRouter, Query
@@ -61,8 +62,16 @@ def get_chunks(
     """Chunk texts by id, in the order asked (missing ones are left out): what the generator saw."""
     access.check(collection)
     state.engine.require_collection(collection)
-    hits = {h.id: h for h in state.store.get_points(collection, ids, PAYLOAD_FIELDS)}
+    valid = [i for i in ids if _is_uuid(i)]  # chunk ids are UUIDs; anything else names no chunk
+    hits = {h.id: h for h in state.store.get_points(collection, valid, PAYLOAD_FIELDS)} if valid else {}
     return [{"chunk_id": i, **hits[i].payload} for i in ids if i in hits]
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text.lower()
+    except ValueError:
+        return False
 
 
 class AuditView(BaseModel):

@@ -197,3 +197,7 @@ def test_ui_and_docs_are_served_from_the_package(live):
     assert "below_cut" in view["levers"]
     chunks = live.http.get("/v1/collections/scifact/chunks", params={"ids": ["x"]}, headers=DOCS)
     assert chunks.status_code == 403
+    # Ids that are no chunk id (empty, not a UUID) name no chunk: an empty list, never a 500 (found by schemathesis).
+    for ids in ([""], ["nope", "00000000-0000-0000-0000-000000000000"]):
+        r = live.http.get("/v1/collections/docs/chunks", params={"ids": ids}, headers=DOCS)
+        assert r.status_code == 200 and r.json() == [], r.text
