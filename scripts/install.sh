@@ -11,9 +11,8 @@ python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-# A current pip: the stock pip of Python 3.11 (23.2) backtracks for more than 12 minutes resolving this
-# dependency set (measured in CI). Every package the code imports is declared by name (lxml_html_clean too, not
-# through lxml's extra, which 23.2 does not know), so a fresh install with either pip gets them.
+# A current pip. Every package the code imports is declared by name (lxml_html_clean too, not through lxml's
+# extra, which the stock pip 23.2 of Python 3.11 does not know), so a fresh install with either pip gets them.
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check "$torch_spec"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}"
