@@ -364,22 +364,8 @@ def main() -> None:
 
     # Generation faults.
     t = time.perf_counter()
-    gen_results = generation_faults(
-        args,
-        rng,
-        pool,
-        probe,
-        by_id,
-        invent_src,
-        coll,
-        retriever,
-        store,
-        scorer,
-        embedder,
-        bm25,
-        base,
-        corpus_ids,
-    )
+    world = (pool, probe, by_id, invent_src, coll, retriever, store, scorer, embedder, bm25, base, corpus_ids)
+    gen_results = generation_faults(args, rng, *world)
     gen_s = time.perf_counter() - t
     gen_table = confusion(gen_results, "generation faults (verdicts)")
     summary = {
@@ -400,22 +386,8 @@ def main() -> None:
     store.close()
 
 
-def generation_faults(
-    args,
-    rng,
-    pool,
-    probe,
-    by_id,
-    invent_src,
-    coll,
-    retriever,
-    store,
-    scorer,
-    embedder,
-    bm25,
-    base,
-    corpus_ids,
-):
+def generation_faults(args, rng, pool, probe, by_id, invent_src, coll, retriever, store, scorer, embedder, bm25,
+                      base, corpus_ids):
     """Scripted stand-in generators on cases whose expected source is in the cut."""
     n = args.gen_cases
     good = []  # (question, doc, reference, other shown doc and its first sentence)

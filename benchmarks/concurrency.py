@@ -41,9 +41,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from serving import free_port, wait_until_up  # benchmarks/serving.py, beside this script
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from engine.generation.extractive import MAX_EMBEDDED  # noqa: E402
+from engine.generation.extractive import MAX_EMBEDDED
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = Path(os.environ.get("RAG_SHARED_DATA", ROOT.parent / "shared" / "data")) / "scifact"
@@ -92,14 +92,6 @@ def copy_store(src: Path) -> tuple[Path, Path]:
     for stale in ("lock", "owner"):
         (dst / stale).unlink(missing_ok=True)
     return tmp, dst
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -178,16 +170,10 @@ def load(args) -> dict:
     url = f"http://127.0.0.1:{port}"
     result = {"label": args.label, "serve": args.serve, "tree": str(cwd), "machine": machine(), "runs": {}}
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the service did not come up:\n{(tmp / 'serve.log').read_text()[-3000:]}")
-            time.sleep(0.3)
+        try:
+            wait_until_up(f"{url}/readyz", server, "the service")
+        except RuntimeError as exc:
+            raise SystemExit(f"{exc}:\n{(tmp / 'serve.log').read_text()[-3000:]}") from None
         test, train = questions("test"), questions("train")
         result["load_avg_before"] = os.getloadavg()
         for mode in args.modes.split(","):

@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from serving import free_port, wait_until_up  # benchmarks/serving.py, beside this script
 
 from diagnostics.metrics import dedupe, mean, recall_at
 
@@ -100,38 +101,17 @@ def ensure_ingested(data_dir: Path) -> None:
     )
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not come up")
-        time.sleep(0.5)
-
-
 @contextmanager
 def serve(data_dir: Path, **env_overrides: str):
     """`rag serve` on the data dir with these RAG_* settings; yields an HTTP client."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update({"RAG_DATA_DIR": str(data_dir), "RAG_PORT": str(port), "RAG_COLLECTION": COLLECTION})
     env.update({"RAG_QUERY_LOG": "false", **env_overrides})
     proc = subprocess.Popen([sys.executable, "-m", "cli", "serve"], env=env, stdout=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait(f"{url}/readyz", proc, "rag serve")
+        wait_until_up(f"{url}/readyz", proc, "rag serve")
         with httpx.Client(base_url=url, timeout=300) as http:
             yield http
     finally:
@@ -147,13 +127,13 @@ def llama_server():
         yield None
         return
     model = next(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}/v1"
-        _wait(f"{url}/models", proc, "the llama.cpp server")
+        wait_until_up(f"{url}/models", proc, "the llama.cpp server")
         yield url, "smollm2"
     finally:
         proc.terminate()

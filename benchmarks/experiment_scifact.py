@@ -29,7 +29,7 @@ from core.sparse import Bm25Encoder
 from core.store import open_store
 from diagnostics.metrics import dedupe, mean, ndcg_at, recall_at
 from engine.engine import Engine
-from engine.retrieval import PAYLOAD_FIELDS
+from engine.retrieval import PAYLOAD_FIELDS, stage_requests
 from ingest.pipeline import embed_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,26 +144,11 @@ def main() -> None:
         queries, qrels = load(args.split)
         qvecs = engine.embedder.encode(list(queries.values()))
         dense, fused_store, sparse_store = {}, {}, {}
-        from core.store import QuerySpec
-
-        p = engine.params()
+        p = engine.params(mode="hybrid", candidates=args.candidates)
         for (qid, text), vec in zip(queries.items(), qvecs):
-            sq = engine.bm25.embed_query(text)
-            reqs = [
-                QuerySpec(dense=vec, limit=args.candidates, with_payload=False),
-                QuerySpec(sparse=sq, limit=args.candidates, with_payload=False),
-                QuerySpec(
-                    dense=vec,
-                    sparse=sq,
-                    fusion=p.fusion,
-                    rrf_k=p.rrf_k,
-                    weights=p.weights,
-                    limit=args.candidates,
-                    candidates=args.candidates,
-                    with_payload=False,
-                ),
-            ]
-            d, s, f = engine.store.query_batch(args.collection, reqs)
+            names, reqs = stage_requests(p, vec, engine.bm25.embed_query(text), with_payload=False)
+            by_stage = dict(zip(names, engine.store.query_batch(args.collection, reqs)))
+            d, s, f = by_stage["dense"], by_stage["sparse"], by_stage["fused"]
             dense[qid] = [(position[h.id], h.score) for h in d]
             sparse_store[qid] = [position[h.id] for h in s]
             fused_store[qid] = [position[h.id] for h in f]

@@ -29,39 +29,14 @@ from core.settings import Settings
 from core.sparse import Bm25Encoder
 from diagnostics.faithfulness import FaithfulnessScorer
 from diagnostics.learned_judge import MODEL_PATH, LearnedFaithfulnessScorer, load_model
+from diagnostics.metrics import balanced_accuracy, roc_auc
+from diagnostics.train_judge import scifact_claim_pairs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def roc_auc(scores: list[float], labels: list[int]) -> float:
-    """Probability a random positive scores above a random negative (ties count half)."""
-    s, y = np.asarray(scores), np.asarray(labels)
-    pos, neg = s[y == 1], s[y == 0]
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
-
-
-def balanced_accuracy(scores, labels, threshold: float) -> float:
-    s, y = np.asarray(scores), np.asarray(labels)
-    pred = s >= threshold
-    return float(0.5 * ((pred[y == 1]).mean() + (~pred[y == 0]).mean()))
-
-
 def scifact_pairs(split: str, limit: int | None):
-    corpus = {}
-    for line in open(DATA / "scifact_claims" / "corpus_sentences.jsonl"):
-        row = json.loads(line)
-        corpus[str(row["doc_id"])] = row["abstract"]
-    pairs = []
-    for line in open(DATA / "scifact_claims" / f"claims_{split}.jsonl"):
-        row = json.loads(line)
-        for doc in row["cited_doc_ids"]:
-            doc = str(doc)
-            if doc not in corpus:
-                continue
-            ev = row["evidence"].get(doc)
-            label = None if ev is None else ev[0]["label"]
-            pairs.append((row["claim"], [" ".join(corpus[doc])], 1 if label == "SUPPORT" else 0))
+    pairs = scifact_claim_pairs(DATA, split)
     return pairs[:limit] if limit else pairs
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.support import EXIT_BELOW_GATE, EXIT_ERROR, err, errors, out, settings_for
+from cli.support import EXIT_BELOW_GATE, EXIT_ERROR, err, errors, open_engine, out, parse_ks, settings_for
 from core.settings import Settings
 
 golden_app = typer.Typer(help="Golden sets: import, and grow them from audits.", no_args_is_help=True)
@@ -136,15 +136,10 @@ def audit(
     from diagnostics.ingest_records import load_ingest_records
     from diagnostics.learned_judge import offline_judge
     from diagnostics.report import write_reports
-    from engine.engine import Engine
 
     settings = settings_for(collection)
     gates = _parse_gates(fail_under)
-    try:
-        ks = sorted({int(x) for x in k.split(",") if x.strip()})
-    except ValueError:
-        err.print(f"[bold red]error[/]: --k takes whole numbers separated by commas (got {k!r})")
-        raise typer.Exit(EXIT_ERROR) from None
+    ks = parse_ks(k)
     with errors():
         gold = load_golden(golden)
         base = json.loads(baseline.read_text()) if baseline else None
@@ -154,9 +149,7 @@ def audit(
         except ValueError as exc:
             err.print(f"[bold red]error[/]: {exc}")
             raise typer.Exit(EXIT_ERROR) from None
-        engine = Engine.build(settings)
-        try:
-            engine.require_collection(settings.collection)
+        with open_engine(settings) as engine:
             params = engine.params(rerank=rerank)
             scorer = offline_judge(engine.embedder, engine.bm25, settings.faithfulness_judge)
             ragas_judge = None
@@ -177,8 +170,6 @@ def audit(
                     progress=lambda n: bar.advance(task, n),
                     ingest_records=records,
                 )
-        finally:
-            engine.close()
     if base:
         report["comparison"] = compare(report, base)
     paths = write_reports(report, out_dir)

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.support import EXIT_ERROR, err, errors, out, settings_for
+from cli.support import err, errors, out, parse_ks, settings_for
 
 
 def experiment(
@@ -31,11 +31,7 @@ def experiment(
     from diagnostics.golden import load_golden
 
     settings = settings_for(collection)
-    try:
-        ks = sorted({int(x) for x in k.split(",") if x.strip()})
-    except ValueError:
-        err.print(f"[bold red]error[/]: --k takes whole numbers separated by commas (got {k!r})")
-        raise typer.Exit(EXIT_ERROR) from None
+    ks = parse_ks(k)
     chosen = [m.strip() for m in metrics.split(",") if m.strip()]
     with errors():
         gold = load_golden(golden)

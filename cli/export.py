@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from cli.support import EXIT_ERROR, err, errors, out, settings_for
+from cli.support import EXIT_ERROR, err, errors, open_engine, out, settings_for
 
 export_app = typer.Typer(help="Fine-tuning data from a golden set.", no_args_is_help=True)
 
@@ -52,7 +52,6 @@ def export_finetune(
     """Chat fine-tuning JSONL whose prompts are exactly what the service sends; behaviour failures by default."""
     from diagnostics.finetune import chat_examples, token_counter, validate_chat_jsonl, write_jsonl
     from diagnostics.golden import load_golden
-    from engine.engine import Engine
 
     if fmt != "openai-chat":
         err.print(f"[bold red]error[/]: --format supports openai-chat (got {fmt!r})")
@@ -60,9 +59,7 @@ def export_finetune(
     settings = settings_for(collection)
     with errors():
         gold = load_golden(golden)
-        engine = Engine.build(settings)
-        try:
-            engine.require_collection(settings.collection)
+        with open_engine(settings) as engine:
             params = engine.params()
             verdicts = None
             if not include_all:
@@ -78,8 +75,6 @@ def export_finetune(
             n = write_jsonl(examples, out_path)
             tokenizer, count = token_counter(lambda t: engine.embedder.count_tokens([t])[0] if t else 0)
             validation = validate_chat_jsonl(out_path, count, tokenizer)
-        finally:
-            engine.close()
     out.print(f"wrote {n} examples to {out_path}; {len(skipped)} cases left out")
     reasons: dict[str, int] = {}
     for s in skipped:
@@ -104,18 +99,13 @@ def export_pairs(
     """(question, positive passage, hard negatives) for contrastive retriever training."""
     from diagnostics.finetune import retriever_pairs, validate_pairs_jsonl, write_jsonl
     from diagnostics.golden import load_golden
-    from engine.engine import Engine
 
     settings = settings_for(collection)
     with errors():
         gold = load_golden(golden)
-        engine = Engine.build(settings)
-        try:
-            engine.require_collection(settings.collection)
+        with open_engine(settings) as engine:
             audited = _audit(engine, gold, settings.collection, engine.params(top_k=depth), False)
             rows, skipped = retriever_pairs(gold, audited, engine.store, settings.collection, negatives)
-        finally:
-            engine.close()
     n = write_jsonl(rows, out_path)
     v = validate_pairs_jsonl(out_path) if n else {"ok": False, "errors": {}}
     out.print(f"wrote {n} pairs to {out_path} ({len(skipped)} left out); format {'ok' if v['ok'] else v['errors']}")
@@ -142,7 +132,6 @@ def tune_embeddings(
     from diagnostics.finetune import retriever_pairs, write_jsonl
     from diagnostics.golden import load_golden
     from diagnostics.tune_embeddings import build_collection, split_golden, train
-    from engine.engine import Engine
 
     settings = settings_for(collection)
     src = settings.collection
@@ -151,8 +140,7 @@ def tune_embeddings(
     with errors():
         gold = load_golden(golden)
         train_set, held = (gold, load_golden(eval_golden)) if eval_golden else split_golden(gold, holdout)
-        engine = Engine.build(settings)
-        try:
+        with open_engine(settings) as engine:
             spec = engine.require_collection(src)
             base_model = base or spec.embedding["model"]
             audited = _audit(engine, train_set, src, engine.params(top_k=max(10, negatives + 5)), False)
@@ -189,8 +177,6 @@ def tune_embeddings(
                 write_experiment(result, reports, report_dir / mode)
                 results[mode] = result
                 out.print(to_markdown(result, ["ndcg@10", "recall@10", "mrr"]))
-        finally:
-            engine.close()
     (report_dir / "summary.json").write_text(
         json.dumps(
             {

@@ -9,6 +9,8 @@ import math
 import random
 from typing import Sequence
 
+import numpy as np
+
 
 def hit_at(ranking: Sequence[str], rel: dict[str, int], k: int) -> float:
     return 1.0 if any(rel.get(d, 0) > 0 for d in ranking[:k]) else 0.0
@@ -81,3 +83,18 @@ def paired_bootstrap(current: Sequence[float], baseline: Sequence[float], n: int
 
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    s, y = np.asarray(scores), np.asarray(labels)
+    pos, neg = s[y == 1], s[y == 0]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))
+
+
+def balanced_accuracy(scores: Sequence[float], labels: Sequence[int], threshold: float) -> float:
+    """Mean of the recall of positives (score >= threshold) and of negatives (score < threshold)."""
+    s, y = np.asarray(scores), np.asarray(labels)
+    pred = s >= threshold
+    return float(0.5 * (pred[y == 1].mean() + (~pred[y == 0]).mean()))

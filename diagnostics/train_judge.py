@@ -30,6 +30,7 @@ from core.settings import Settings
 from core.sparse import Bm25Encoder
 from core.text import sentences
 from diagnostics.learned_judge import FEATURES, MODEL_PATH, _ctx_sentences, claim_features
+from diagnostics.metrics import balanced_accuracy, roc_auc
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NAME_VERSION = "offline-lr-judge-v1"
@@ -187,19 +188,6 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1.0, i
         if np.abs(step).max() < 1e-8:
             break
     return beta[:-1], float(beta[-1])
-
-
-def balanced_accuracy(s, y, t) -> float:
-    s, y = np.asarray(s), np.asarray(y)
-    pred = s >= t
-    return float(0.5 * (pred[y == 1].mean() + (~pred[y == 0]).mean()))
-
-
-def roc_auc(s, y) -> float:
-    s, y = np.asarray(s), np.asarray(y)
-    pos, neg = s[y == 1], s[y == 0]
-    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(wins / (len(pos) * len(neg)))
 
 
 def main() -> None:

@@ -82,29 +82,7 @@ class Retriever:
         timings["embed"] = _ms(t)
         sparse = self.bm25.embed_query(question) if p.mode in ("hybrid", "sparse") else None
 
-        requests, names = [], []
-        if sparse is not None:
-            requests.append(QuerySpec(sparse=sparse, limit=p.candidates, filters=p.filters, with_payload=STAGE_FIELDS))
-            names.append("sparse")
-        if dense is not None:
-            requests.append(QuerySpec(dense=dense, limit=p.candidates, filters=p.filters, with_payload=STAGE_FIELDS))
-            names.append("dense")
-        if p.mode == "hybrid":
-            # The fused list is as long as the candidate lists, so the audit can see what fusion ranked low.
-            requests.append(
-                QuerySpec(
-                    dense=dense,
-                    sparse=sparse,
-                    fusion=p.fusion,
-                    rrf_k=p.rrf_k,
-                    weights=p.weights,
-                    limit=p.candidates,
-                    candidates=p.candidates,
-                    filters=p.filters,
-                    with_payload=STAGE_FIELDS,
-                )
-            )
-            names.append("fused")
+        names, requests = stage_requests(p, dense, sparse)
         t = time.perf_counter()
         results = self.store.query_batch(collection, requests)
         timings["search"] = _ms(t)
@@ -164,6 +142,23 @@ class Retriever:
                     ranked.append(hit)
                     payloads[hit[0]] = got[hit[0]]
         return ranked, payloads
+
+
+def stage_requests(p: RetrievalParams, dense, sparse, with_payload=STAGE_FIELDS) -> tuple[list[str], list[QuerySpec]]:
+    """The stage names and their Qdrant requests, run in one batch: sparse and dense candidates (those given),
+    and in hybrid mode their fusion, as long as the candidate lists so the audit sees what fusion ranked low."""
+    names, requests = [], []
+    for name, vec in (("sparse", sparse), ("dense", dense)):
+        if vec is not None:
+            names.append(name)
+            requests.append(QuerySpec(**{name: vec}, limit=p.candidates, filters=p.filters, with_payload=with_payload))
+    if p.mode == "hybrid":
+        names.append("fused")
+        requests.append(QuerySpec(
+            dense=dense, sparse=sparse, fusion=p.fusion, rrf_k=p.rrf_k, weights=p.weights, limit=p.candidates,
+            candidates=p.candidates, filters=p.filters, with_payload=with_payload,
+        ))
+    return names, requests
 
 
 def _ms(t0: float) -> float:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import time
+import sys
+import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
+from benchmarks.serving import free_port, wait_until_up  # noqa: F401  (shared with the benchmarks)
 from core.embedding import Embedder, get_embedder
 from core.settings import Settings
 
@@ -33,29 +33,52 @@ def scifact_docs(n: int | None = None) -> list[dict]:
     return out
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def ingest_kb(tmp: Path, docs: dict[str, str], embedder, collection: str = "kb"):
+    """Write `docs` (file name -> text) into tmp/kb and ingest them into `collection` of an embedded store
+    under tmp/data. Returns (settings, store); the caller closes the store. Document ids are `kb/<name>`."""
+    from core.store import open_store
+    from ingest.pipeline import Ingestor
+
+    folder = tmp / "kb"
+    folder.mkdir()
+    for name, text in docs.items():
+        (folder / name).write_text(text)
+    settings = Settings(data_dir=tmp / "data", collection=collection, _env_file=None)
+    store = open_store(settings)
+    Ingestor(settings, store, embedder).run([folder], collection)
+    return settings, store
 
 
-def wait_until_up(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 120) -> None:
-    """Poll `url` until it answers 200; fail if `proc` exits first or the time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, f"{what} did not come up"
-        time.sleep(0.3)
+def run_rag(*args: str, env: dict | None = None, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    """The `rag` command (`python -m cli`) as a subprocess, its output captured as text."""
+    cmd = [sys.executable, "-m", "cli", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def write_corpus(path: Path, docs: list[dict]) -> Path:
     path.write_text("".join(json.dumps(d) + "\n" for d in docs))
     return path
+
+
+PG_ADMIN_URL = os.environ.get("RAG_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database for one test, dropped afterwards; skipped when no server answers."""
+    from sqlalchemy import create_engine, text
+
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            name = "rag_test_" + uuid.uuid4().hex[:12]
+            conn.execute(text(f"CREATE DATABASE {name}"))
+    except Exception as exc:
+        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}: {type(exc).__name__}")
+    yield admin.url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
 
 
 @pytest.fixture
@@ -73,3 +96,13 @@ def params(**overrides):
     from engine.params import retrieval_params
 
     return retrieval_params(Settings(_env_file=None), **overrides)
+
+
+@pytest.fixture(scope="module")
+def standin():
+    """The wire-level stand-in for an OpenAI-compatible server (tests/service/llm_standin.py), named as such."""
+    from tests.service.llm_standin import StandIn
+
+    s = StandIn()
+    yield s
+    s.close()

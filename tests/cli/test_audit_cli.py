@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from core.store import open_store
 from ingest.pipeline import Ingestor
-from tests.conftest import ROOT, SCIFACT
+from tests.conftest import ROOT, SCIFACT, run_rag
 
 
 def rag(args, data_dir, **kw):
-    env = {**os.environ, "RAG_DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, timeout=600, **kw
-    )
+    return run_rag(*args, env={**os.environ, "RAG_DATA_DIR": str(data_dir)}, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from core.sparse import Bm25Encoder
-from core.store import open_store
 from diagnostics.audit import Auditor
 from diagnostics.faithfulness import FaithfulnessScorer
 from diagnostics.golden import Case, Expected, GoldenSet
@@ -16,7 +15,7 @@ from engine.answer import Answerer
 from engine.generation.extractive import ExtractiveGenerator
 from engine.retrieval import Retriever
 from ingest.pipeline import Ingestor
-from tests.conftest import params
+from tests.conftest import ingest_kb, params
 
 DOCS = {
     "volcano.md": "Volcanoes erupt molten lava and ash.",
@@ -56,16 +55,7 @@ class LastReranker:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, embedder):
-    from core.settings import Settings
-
-    tmp = tmp_path_factory.mktemp("audit")
-    kb = tmp / "kb"
-    kb.mkdir()
-    for name, text in DOCS.items():
-        (kb / name).write_text(text)
-    settings = Settings(data_dir=tmp / "data", _env_file=None)
-    store = open_store(settings)
-    Ingestor(settings, store, embedder).run([kb], "kb")
+    settings, store = ingest_kb(tmp_path_factory.mktemp("audit"), DOCS, embedder)
     bm25 = Bm25Encoder.from_settings(settings)
     retriever = Retriever(store, embedder, bm25)
     yield store, retriever, FaithfulnessScorer(embedder, bm25), ExtractiveGenerator(embedder, bm25)

@@ -17,7 +17,6 @@ from engine.answer import Answerer
 from engine.rewrite import LLMRewriter, OfflineRewriter, Turn
 from tests.conftest import ROOT, params
 from tests.engine.test_rewrite import FOLLOW_UP, MTRAG, SWITCH, engine  # noqa: F401  (the module fixture)
-from tests.service.llm_standin import StandIn
 
 PIPE = Pipeline("hybrid", 5)
 ABSENT = {"sparse": StageRank(None, None), "dense": StageRank(None, None), "fused": StageRank(None, None)}
@@ -96,13 +95,6 @@ def test_audit_stage_needed_history(engine):  # noqa: F811
     on = audit(engine.answerer, cases)
     assert on["cases"][0]["verdict"] == "retrieved" and on["cases"][0]["rewrite"]["query"].endswith("take place?")
     assert on["cases"][0]["lost"] == []
-
-
-@pytest.fixture(scope="module")
-def standin():
-    s = StandIn()
-    yield s
-    s.close()
 
 
 def test_audit_stage_rewrite_lost_subject(engine, standin):  # noqa: F811

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from core.settings import Settings
-from core.store import open_store
 from diagnostics.experiment import (
     CachingEmbedder,
     ExperimentRunner,
@@ -25,7 +24,7 @@ from diagnostics.experiment import (
 from diagnostics.golden import Case, Expected, GoldenSet
 from engine.generation.prompt import SYSTEM, system_prompt
 from engine.prompts import ReasoningFilter, builtin_prompts, read_prompt, strip_reasoning
-from ingest.pipeline import Ingestor
+from tests.conftest import ingest_kb
 from tests.service.llm_standin import StandIn
 
 DOCS = {
@@ -242,14 +241,7 @@ def test_streamed_reasoning_is_held_back_even_when_tags_are_split():
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory, embedder):
-    tmp = tmp_path_factory.mktemp("experiment")
-    folder = tmp / "kb"
-    folder.mkdir()
-    for name, text in DOCS.items():
-        (folder / name).write_text(text)
-    settings = Settings(data_dir=tmp / "data", collection="kb", _env_file=None)
-    store = open_store(settings)
-    Ingestor(settings, store, embedder).run([folder], "kb")
+    settings, store = ingest_kb(tmp_path_factory.mktemp("experiment"), DOCS, embedder)
     yield settings, store
     store.close()
 

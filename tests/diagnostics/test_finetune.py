@@ -9,9 +9,7 @@ import re
 
 import pytest
 
-from core.settings import Settings
 from core.sparse import Bm25Encoder
-from core.store import open_store
 from diagnostics.audit import Auditor
 from diagnostics.finetune import (
     behaviour_failure,
@@ -27,8 +25,7 @@ from engine.answer import Answerer, sources_of
 from engine.generation.extractive import ExtractiveGenerator
 from engine.generation.prompt import DECLINE, SYSTEM, user_message
 from engine.retrieval import Retriever
-from ingest.pipeline import Ingestor
-from tests.conftest import params
+from tests.conftest import ingest_kb, params
 
 DOCS = {
     "tides.md": "Tides are caused by the gravity of the moon pulling on the oceans. Spring tides follow a full moon.",
@@ -48,14 +45,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory, embedder):
-    tmp = tmp_path_factory.mktemp("finetune")
-    folder = tmp / "kb"
-    folder.mkdir()
-    for name, text in DOCS.items():
-        (folder / name).write_text(text)
-    settings = Settings(data_dir=tmp / "data", collection="kb", _env_file=None)
-    store = open_store(settings)
-    Ingestor(settings, store, embedder).run([folder], "kb")
+    settings, store = ingest_kb(tmp_path_factory.mktemp("finetune"), DOCS, embedder)
     retriever = Retriever(store, embedder, Bm25Encoder.from_settings(settings))
     yield settings, store, retriever
     store.close()

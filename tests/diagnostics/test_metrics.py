@@ -109,3 +109,14 @@ def test_paired_bootstrap_labels():
     assert paired_bootstrap([0.1] * 30, base)["label"] == "regressed"
     noisy = [0.5 + (0.3 if i % 2 else -0.3) for i in range(30)]
     assert paired_bootstrap(noisy, base)["label"] == "inconclusive"
+
+
+def test_agreement_metrics_by_hand():
+    from diagnostics.metrics import balanced_accuracy, roc_auc
+
+    # positives 0.9, 0.4; negatives 0.5, 0.4: pairs won 1 + 1 + 0 + 0.5 (tie) of 4.
+    assert roc_auc([0.9, 0.4, 0.5, 0.4], [1, 1, 0, 0]) == 0.625
+    # at 0.45: positives caught 1/2, negatives rejected 1/2 (0.5 passes, 0.4 does not).
+    assert balanced_accuracy([0.9, 0.4, 0.5, 0.4], [1, 1, 0, 0], 0.45) == 0.5
+    assert balanced_accuracy([0.9, 0.4, 0.5, 0.4], [1, 1, 0, 0], 0.95) == 0.5
+    assert balanced_accuracy([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0], 0.5) == 1.0

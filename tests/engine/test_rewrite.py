@@ -18,7 +18,6 @@ from engine.engine import Engine
 from engine.rewrite import LLMRewriter, OfflineRewriter, Turn, clean_condensed, condense_messages
 from ingest.pipeline import Ingestor
 from tests.conftest import SHARED, params, write_corpus
-from tests.service.llm_standin import StandIn
 
 MTRAG = SHARED / "mtrag_conv"
 
@@ -142,13 +141,6 @@ def test_clean_condensed_and_prompt():
     msgs = condense_messages("When?", [Turn("system", "x"), Turn("user", "Was it about drama?")])
     assert msgs[0]["role"] == "system" and "User: Was it about drama?" in msgs[1]["content"]
     assert "x" not in msgs[1]["content"].split("<conversation>")[1].split("</conversation>")[0]
-
-
-@pytest.fixture(scope="module")
-def standin():
-    s = StandIn()
-    yield s
-    s.close()
 
 
 @pytest.fixture

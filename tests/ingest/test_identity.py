@@ -6,24 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
-from core.store import open_store
 from ingest.documents import Document
-from ingest.pipeline import Ingestor
 from tests.conftest import scifact_docs, write_corpus
 from tests.ingest.test_pipeline import make_folder
-
-
-@pytest.fixture
-def store(settings):
-    with open_store(settings) as s:
-        yield s
-
-
-@pytest.fixture
-def ingestor(settings, store, embedder):
-    return Ingestor(settings, store, embedder)
 
 
 def stored(store, collection="test"):

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from core.store import open_store
 from ingest.chunking import ChunkerSettings, chunk_text, sections
 from ingest.pipeline import Ingestor
 from tests.ingest.test_pipeline import make_folder
-
-
-@pytest.fixture
-def store(settings):
-    with open_store(settings) as s:
-        yield s
 
 
 def big_docx(path, chars: int):

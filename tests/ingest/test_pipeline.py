@@ -34,17 +34,6 @@ def make_folder(root: Path) -> Path:
     return docs
 
 
-@pytest.fixture
-def store(settings):
-    with open_store(settings) as s:
-        yield s
-
-
-@pytest.fixture
-def ingestor(settings, store, embedder):
-    return Ingestor(settings, store, embedder)
-
-
 def snapshot(store, collection="test"):
     return {
         h.id: h.payload for h in store.scroll(collection, ["doc_id", "source", "text", "start", "end", "content_hash"])

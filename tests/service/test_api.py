@@ -4,10 +4,12 @@ errors as JSON with stable codes, metrics."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
 
+from tests.conftest import run_rag
 from tests.ingest.test_parsers import make_pdf
 
 
@@ -184,31 +186,19 @@ def test_openapi_has_examples(live):
 
 def test_cli_submits_to_the_running_service(live, tmp_path):
     """The service owns its store; the CLI hands it the files instead of opening the store itself."""
-    import os
-    import subprocess
-    import sys
-
     docs = tmp_path / "notes"
     docs.mkdir()
     (docs / "a.md").write_text("# Alpha\n\nAlpha particles are helium nuclei.")
     (docs / "b.txt").write_text("Beta decay emits an electron.")
     env = {**os.environ, "RAG_DATA_DIR": str(live.settings.data_dir)}
-    res = subprocess.run(
-        [sys.executable, "-m", "cli", "ingest", str(docs), "--collection", "submitted", "--submit", live.url, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = run_rag("ingest", str(docs), "-c", "submitted", "--submit", live.url, "--json", env=env, timeout=300)
     assert res.returncode == 0, res.stderr
     job = json.loads(res.stdout)
     assert job["status"] == "succeeded" and job["report"]["summary"]["added"] == 2
     listed = live.http.get("/v1/collections/submitted/documents").json()
     assert {d["doc_id"] for d in listed} == {"a.md", "b.txt"}
     # Without --submit, the CLI is told the store is owned, and how to hand the work over.
-    locked = subprocess.run(
-        [sys.executable, "-m", "cli", "ingest", str(docs)], env=env, capture_output=True, text=True, timeout=300
-    )
+    locked = run_rag("ingest", str(docs), env=env, timeout=300)
     assert locked.returncode == 2 and "--submit" in locked.stderr
 
 
@@ -237,12 +227,8 @@ def test_audit_as_an_api_job(live):
 
 
 def test_serve_refuses_a_store_owned_by_another_process(live):
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "RAG_DATA_DIR": str(live.settings.data_dir), "RAG_PORT": "0"}
-    res = subprocess.run([sys.executable, "-m", "cli", "serve"], env=env, capture_output=True, text=True, timeout=300)
+    res = run_rag("serve", env=env, timeout=300)
     assert res.returncode == 2 and "store_locked" in res.stderr and "Traceback" not in res.stderr
 
 

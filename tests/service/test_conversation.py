@@ -15,7 +15,6 @@ from diagnostics.metrics import dedupe
 from ingest.pipeline import Ingestor
 from tests.engine.test_rewrite import FOLLOW_UP, mtrag_slice
 from tests.service.conftest import LiveServer
-from tests.service.llm_standin import StandIn
 
 JOINED = "Was the competition only about drama? When did it take place?"
 HISTORY = [{"role": t.role, "content": t.text} for t in FOLLOW_UP["history"]]
@@ -96,13 +95,6 @@ def test_chat_facade_passes_the_conversation(live):
 
     chunks = list(client.chat.completions.create(model="rag", messages=messages, stream=True))
     assert chunks[-1].model_extra["rewrite"]["query"] == JOINED
-
-
-@pytest.fixture(scope="module")
-def standin():
-    s = StandIn()
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

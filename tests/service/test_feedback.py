@@ -13,7 +13,7 @@ from core.store import open_store
 from ingest.pipeline import Ingestor
 from tests.conftest import ROOT, scifact_docs, write_corpus
 from tests.service.conftest import LiveServer
-from tests.service.test_querylog import pg_url, secret  # noqa: F401  (pg_url: a fresh PostgreSQL database per test)
+from tests.service.test_querylog import secret
 
 KEYS = {"docs-key": ["docs"], "sci-key": ["scifact"], "admin": ["*"]}
 DOCS, SCI, ADMIN = ({"X-API-Key": k} for k in ("docs-key", "sci-key", "admin"))

@@ -6,35 +6,15 @@ The runners here are plain functions that record what ran: the system under test
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import uuid
 
 import pytest
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import text, update
 
 from core.settings import Settings
 from service.db import Database, Job, database_url
 from service.jobs import JobManager, Outcome, TooManyJobs, scrub
-
-PG_ADMIN_URL = os.environ.get("RAG_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database, dropped afterwards; skipped when no server answers."""
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            name = "rag_test_" + uuid.uuid4().hex[:12]
-            conn.execute(text(f"CREATE DATABASE {name}"))
-    except Exception as exc:
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}: {type(exc).__name__}")
-    yield admin.url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

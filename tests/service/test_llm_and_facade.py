@@ -10,14 +10,6 @@ import openai
 import pytest
 
 from tests.service.conftest import LiveServer
-from tests.service.llm_standin import StandIn
-
-
-@pytest.fixture(scope="module")
-def standin():
-    s = StandIn()
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy import func, select, update
 
 from core.settings import Settings
 from core.store import open_store
@@ -21,27 +21,9 @@ from ingest.pipeline import Ingestor
 from service.db import Database, database_url
 from service.db.querylog import Feedback, QueryRecord
 from service.querylog import QueryLog, parse_since, redact, score_candidate
-from tests.conftest import ROOT, scifact_docs, write_corpus
+from tests.conftest import ROOT, run_rag, scifact_docs, write_corpus
 from tests.service.conftest import LiveServer
 from tests.service.llm_standin import StandIn
-
-PG_ADMIN_URL = os.environ.get("RAG_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database, dropped afterwards; skipped when no server answers."""
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            name = "rag_test_ql_" + uuid.uuid4().hex[:12]
-            conn.execute(text(f"CREATE DATABASE {name}"))
-    except Exception as exc:
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}: {type(exc).__name__}")
-    yield admin.url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -325,14 +307,7 @@ def test_candidates_over_the_api_and_the_cli(serve, db_url):
     assert out.returncode == 0, out.stderr
     cli = json.loads(out.stdout)
     assert [c["id"] for c in cli] == [c["id"] for c in got]
-    table = subprocess.run(
-        [sys.executable, "-m", "cli", "golden", "candidates", "--since", "7d", "--limit", "2"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    table = run_rag("golden", "candidates", "--since", "7d", "--limit", "2", cwd=ROOT, env=env, timeout=120)
     assert table.returncode == 0 and "What happens to a corrupt PDF?" in table.stdout and "thumbs_down" in table.stdout
 
 

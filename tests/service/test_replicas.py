@@ -14,7 +14,6 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from tests.conftest import free_port, scifact_docs, wait_until_up, write_corpus
-from tests.service.test_jobs import pg_url  # noqa: F401  (a fresh PostgreSQL database per test)
 
 
 class Replica:
