@@ -71,11 +71,12 @@ class Settings(BaseSettings):
     # Sparse BM25 (client-side term weights; Qdrant applies IDF at query time)
     bm25_k: float = Field(1.2, ge=0)
     bm25_b: float = Field(0.75, ge=0, le=1)
-    bm25_avg_len: float = Field(
-        80.0,
+    bm25_avg_len: float | None = Field(
+        None,
         gt=0,
-        description="Expected chunk length in BM25 tokens, stop words removed (SciFact chunks at 200 model "
-        "tokens average 78). Fixed per collection: BM25 length normalisation is applied client-side.",
+        description="Average chunk length in BM25 tokens (stop words removed) for length normalisation, fixed "
+        "per collection because it is applied client-side. Unset: measured on the chunks of the first file "
+        "of the collection's first ingest, then read back from the collection.",
     )
     bm25_language: str = "english"
 
@@ -124,12 +125,28 @@ class Settings(BaseSettings):
     llm_reasoning: bool = Field(
         False, description="Ask for reasoning in <reasoning> tags first; it is stripped from the answer returned."
     )
-    faithfulness_judge: Literal["heuristic", "trained"] = Field(
+    faithfulness_judge: Literal["heuristic", "trained", "model", "llm"] = Field(
         "heuristic",
-        description="The offline judge of audits: 'heuristic' (transfers: QAGS ROC AUC 0.779) or 'trained' "
-        "(logistic regression on SciFact claims train: better on SciFact dev, 0.805, worse on QAGS, 0.571).",
+        description="Who decides whether an answer's claims are supported (diagnostics/judges.py): 'heuristic' "
+        "(offline, embedding + lexical evidence; the default), 'trained' (a logistic regression over the same "
+        "evidence, trained on SciFact claims), 'model' (a local cross-encoder or sequence-classification model: "
+        "RAG_JUDGE_MODEL_PATH, else the one `rag judge train` built under the data directory) or 'llm' (a "
+        "claim-by-claim prompt to the RAG_JUDGE_* / RAG_LLM_* OpenAI-compatible endpoint).",
     )
-    # The ragas judge for audits; each unset value falls back to the llm_* one.
+    judge_model_path: Path | None = Field(
+        None,
+        description="A local sentence-transformers CrossEncoder or Hugging Face sequence-classification model "
+        "(MiniCheck, HHEM, an NLI model) for faithfulness_judge='model'.",
+    )
+    judge_model_label: str | None = Field(
+        None,
+        description="The model's output that means 'supported': a label name ('entailment') or index; unset: "
+        "the model's own judge.json, else 'entailment' when the model names it, else the one logit's sigmoid.",
+    )
+    judge_model_threshold: float | None = Field(
+        None, ge=0, le=1, description="Probability of 'supported' at or above which a claim counts as supported."
+    )
+    # The LLM judge (faithfulness_judge='llm' and ragas's metrics); each unset value falls back to the llm_* one.
     judge_base_url: str | None = None
     judge_api_key: SecretStr | None = None
     judge_model: str | None = None

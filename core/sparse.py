@@ -22,6 +22,10 @@ class SparseVec:
     values: list[float]
 
 
+# Used until a collection has measured its own (SciFact chunks of 200 model tokens average 78 BM25 tokens).
+DEFAULT_AVG_LEN = 80.0
+
+
 class Bm25Encoder:
     def __init__(self, k: float = 1.2, b: float = 0.75, avg_len: float = 80.0, language: str = "english"):
         self.k, self.b, self.avg_len, self.language = k, b, avg_len, language
@@ -31,7 +35,8 @@ class Bm25Encoder:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Bm25Encoder":
-        return cls(settings.bm25_k, settings.bm25_b, settings.bm25_avg_len, settings.bm25_language)
+        avg_len = settings.bm25_avg_len or DEFAULT_AVG_LEN  # queries do not depend on it; ingest measures it
+        return cls(settings.bm25_k, settings.bm25_b, avg_len, settings.bm25_language)
 
     def embed_document(self, text: str) -> SparseVec:
         v = self._doc.embed_document(text)

@@ -195,13 +195,48 @@ class Ingestor:
         self.settings, self.store, self.embedder = settings, store, embedder
         self.bm25 = bm25 or Bm25Encoder.from_settings(settings)
         self.chunker = ChunkerSettings(settings.chunk_max_tokens, settings.chunk_overlap_tokens)
+        self._set_bm25(self.bm25)
+
+    def _set_bm25(self, bm25: Bm25Encoder) -> None:
+        """Use this BM25 encoder: the collection spec and the point ids (which include the spec) follow it."""
+        self.bm25 = bm25
         self.spec = CollectionSpec(
-            dense_dim=embedder.dim,
-            embedding=embedder.fingerprint,
+            dense_dim=self.embedder.dim,
+            embedding=self.embedder.fingerprint,
             chunker=self.chunker.fingerprint(),
-            sparse=self.bm25.fingerprint,
+            sparse=bm25.fingerprint,
         )
         self._index_key = hashlib.sha256(json.dumps(self.spec.to_metadata(), sort_keys=True).encode()).hexdigest()
+
+    def _fit_avg_len(self, collection: str, files: list, parser: "IsolatedParser") -> dict:
+        """BM25's avg_len when the settings leave it unset: the collection's recorded one, or, for a new
+        collection, the average over the chunks of the first file that parses (at most 2,000 chunks). Returns
+        the files parsed for it ({path: documents}), so they are not parsed twice."""
+        if self.settings.bm25_avg_len is not None:
+            return {}
+        existing = self.store.get_spec(collection)
+        if existing is not None:
+            recorded = existing.sparse.get("avg_len")
+            if recorded is not None:
+                self._set_bm25(self.bm25.with_avg_len(recorded))
+            return {}
+        for path, source, skip in files:
+            if skip:
+                continue
+            try:
+                docs = parser.parse(path, source, int(self.settings.max_file_mb * 1e6))
+            except ParseError:
+                continue  # it fails again, alone and with its reason, in the run
+            texts = []
+            for doc in docs:
+                texts.extend(c.text for c in chunk_text(doc.text, self.embedder, self.chunker))
+                if len(texts) >= 2000:
+                    break
+            if texts:
+                self._set_bm25(self.bm25.with_avg_len(self.bm25.measure_avg_len(texts)))
+                log.info("ingest: BM25 avg_len %.1f measured on %d chunks of %s", self.bm25.avg_len, len(texts), source)
+            return {path: docs}
+        return {}
 
     def chunk_ids(self, doc: Document, chunks: list[Chunk]) -> list[str]:
         h = doc.content_hash
@@ -230,18 +265,29 @@ class Ingestor:
         """
         t0 = time.perf_counter()
         tick = progress or (lambda what, n: None)
-        self.store.ensure_collection(collection, self.spec)
-        state = self.store.index_state(collection)
-        owners = _Owners(state)
-        report = IngestReport(collection)
         files = discover(paths)
-        tick("files_total", len(files))
-        claimed: dict[str, tuple[str, Path]] = {}  # doc_id -> (source, file), in this job
-        protected: set[str] = set()  # sources that failed: their stored documents stay
         parser = IsolatedParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb)
         try:
+            parsed = self._fit_avg_len(collection, files, parser)
+            self.store.ensure_collection(collection, self.spec)
+            state = self.store.index_state(collection)
+            owners = _Owners(state)
+            report = IngestReport(collection)
+            tick("files_total", len(files))
+            claimed: dict[str, tuple[str, Path]] = {}  # doc_id -> (source, file), in this job
+            protected: set[str] = set()  # sources that failed: their stored documents stay
             self._run_files(
-                files, collection, state, owners, claimed, protected, report, parser, tick, stop or (lambda: None)
+                files,
+                collection,
+                state,
+                owners,
+                claimed,
+                protected,
+                report,
+                parser,
+                tick,
+                stop or (lambda: None),
+                parsed,
             )
         finally:
             parser.close()
@@ -252,8 +298,11 @@ class Ingestor:
         report.seconds = round(time.perf_counter() - t0, 3)
         return report
 
-    def _run_files(self, files, collection, state, owners, claimed, protected, report, parser, tick, stop) -> None:
-        """Parse, plan and write file by file; per-file failures go into the report."""
+    def _run_files(
+        self, files, collection, state, owners, claimed, protected, report, parser, tick, stop, parsed
+    ) -> None:
+        """Parse, plan and write file by file; per-file failures go into the report. `parsed`: files already
+        parsed ({path: documents})."""
         batch: list[_DocWork] = []  # small files' work, written together
         pending = 0
         for i, (path, source, skip) in enumerate(files):
@@ -265,7 +314,7 @@ class Ingestor:
                 report.files.append(FileResult(source, "skipped", reason=skip))
                 continue
             try:
-                docs = parser.parse(path, source, int(self.settings.max_file_mb * 1e6))
+                docs = parsed.pop(path, None) or parser.parse(path, source, int(self.settings.max_file_mb * 1e6))
                 deadline = time.monotonic() + self.settings.file_embed_timeout_s
                 owned = self._check_file(path, source, docs, state, owners, claimed)
                 for doc in docs:
