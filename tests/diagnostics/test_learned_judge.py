@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from core.settings import Settings
 from core.sparse import Bm25Encoder
-from diagnostics.learned_judge import FEATURES, MODEL_PATH, LearnedFaithfulnessScorer, load_model, offline_judge
+from diagnostics.judges import make_judge
+from diagnostics.learned_judge import FEATURES, MODEL_PATH, LearnedFaithfulnessScorer, load_model
 
 
 def test_weights_ship_small_with_their_agreement():
@@ -15,13 +16,15 @@ def test_weights_ship_small_with_their_agreement():
 
 
 def test_default_offline_judge_is_the_heuristic_that_transfers(embedder):
-    judge = offline_judge(embedder, Bm25Encoder.from_settings(Settings(_env_file=None)))
+    settings = Settings(_env_file=None)
+    judge = make_judge(settings, embedder, Bm25Encoder.from_settings(settings))
     assert not isinstance(judge, LearnedFaithfulnessScorer)
     assert judge.agreement["qags_cnndm"]["roc_auc"] > load_model()["agreement"]["qags_cnndm"]["roc_auc"]
 
 
 def test_trained_judge_loads_offline_and_separates_claims(embedder):
-    judge = offline_judge(embedder, Bm25Encoder.from_settings(Settings(_env_file=None)), "trained")
+    settings = Settings(_env_file=None)
+    judge = make_judge(settings, embedder, Bm25Encoder.from_settings(settings), "trained")
     assert isinstance(judge, LearnedFaithfulnessScorer) and judge.name == load_model()["name"]
     context = ["The Eiffel Tower was completed in 1889. It is 330 metres tall and stands in Paris."]
     good, invented, negated = judge.score_claims(

