@@ -11,6 +11,7 @@ A variant is a small TOML file (examples/variants/):
     [generation]                        # present = this variant generates answers
     generator = "llm"                   # "llm" (an OpenAI-compatible endpoint) or "extractive"
     prompt = "strict"                   # a prompt file (relative to this TOML) or a built-in name (engine/prompts)
+    # prompt_text = "..."               # or the system prompt itself ({decline} = the decline sentence)
     fewshot = "fewshot.jsonl"           # relative to this TOML
     reasoning = true                    # reasoning in <reasoning> tags, stripped from the answer
     base_url = "http://localhost:8080/v1"
@@ -19,6 +20,10 @@ A variant is a small TOML file (examples/variants/):
     enabled = true                      # also: base_url, model
 
 API keys never go in a variant: they come from the settings (RAG_LLM_API_KEY, RAG_JUDGE_API_KEY).
+
+A variant sent to the API (`POST /v1/experiments`: TOML text or the same fields as JSON) is untrusted: it may
+name built-in prompts and carry its prompt as `prompt_text`, but no file on the server (a prompt or few-shot
+path) and no endpoint (`base_url`: the service's own are used, with its keys); `parse_variant(trusted=False)`.
 
 Every variant is audited with the service's own code (diagnostics.audit.Auditor) on the same cases; each is
 compared with the first by a paired bootstrap per metric (diagnostics.compare); a winner is named per metric
@@ -31,6 +36,8 @@ variants cost one embedding of the questions in all. Faithfulness is scored with
 from __future__ import annotations
 
 import json
+import re
+import tempfile
 import time
 import tomllib
 from collections import OrderedDict
@@ -42,19 +49,20 @@ import numpy as np
 
 from core.embedding import Embedder, get_embedder
 from core.errors import CollectionNotFoundError, ConfigError, InvalidRequestError
-from core.settings import Settings
+from core.settings import COLLECTION_NAME_PATTERN, Settings
 from core.sparse import Bm25Encoder
 from core.store import Store
 from diagnostics.audit import GOOD, Auditor
 from diagnostics.compare import compare
-from diagnostics.faithfulness import FaithfulnessScorer
+from diagnostics.faithfulness import Judge
 from diagnostics.golden import GoldenSet
+from diagnostics.judges import make_judge
 from diagnostics.metrics import paired_bootstrap
 from engine.answer import Answerer
 from engine.generation.extractive import ExtractiveGenerator
 from engine.generation.llm import LLMGenerator
 from engine.params import retrieval_params
-from engine.prompts import prompt_file
+from engine.prompts import builtin_prompts, prompt_file
 from engine.rerank import CrossEncoderReranker
 from engine.retrieval import Retriever
 
@@ -63,6 +71,7 @@ RETRIEVAL_KEYS = {"mode", "fusion", "rrf_k", "weights", "top_k", "candidates", "
 GENERATION_KEYS = {
     "generator": None,
     "prompt": "prompt_template",
+    "prompt_text": None,  # the prompt itself, instead of a file (handed to the generator in a temporary file)
     "fewshot": "fewshot_path",
     "reasoning": "llm_reasoning",
     "base_url": "llm_base_url",
@@ -73,6 +82,7 @@ GENERATION_KEYS = {
 JUDGE_KEYS = {"enabled": None, "base_url": "judge_base_url", "model": "judge_model"}
 TOP_KEYS = {"name", "description", "collection", "retrieval", "generation", "judge"}
 DEFAULT_TABLE_METRICS = ("ndcg@10", "recall@10", "mrr", "hit@5", "faithfulness", "judge_faithfulness")
+MAX_PROMPT_CHARS = 20_000
 
 
 class VariantError(ConfigError):
@@ -125,8 +135,14 @@ def _check_type(where: str, key: str, value, types: tuple, what: str) -> None:
         raise VariantError(f"{where}: {key} must be {what} (got {value!r})")
 
 
-def parse_variant(data: dict, where: str = "variant", base_dir: Path | None = None, default_name: str = "") -> Variant:
-    """A variant from a parsed TOML table. Raises VariantError naming the file and the key."""
+def parse_variant(
+    data: dict, where: str = "variant", base_dir: Path | None = None, default_name: str = "", trusted: bool = True
+) -> Variant:
+    """A variant from a parsed TOML table (or the same fields as JSON). Raises VariantError naming the file and
+    the key. Untrusted (from the API): no file on this machine (prompt paths, few-shot files) and no endpoint
+    (base_url) may be named; built-in prompt names and inline `prompt_text` are fine."""
+    if not isinstance(data, dict):
+        raise VariantError(f"{where}: a variant is a table of fields (got {type(data).__name__})")
     unknown = set(data) - TOP_KEYS
     if unknown:
         expected = ", ".join(sorted(TOP_KEYS))
@@ -140,6 +156,8 @@ def parse_variant(data: dict, where: str = "variant", base_dir: Path | None = No
     collection = data.get("collection")
     if collection is not None:
         _check_type(where, "collection", collection, (str,), "a collection name")
+        if not re.fullmatch(COLLECTION_NAME_PATTERN, collection):
+            raise VariantError(f"{where}: collection must be 1-64 of A-Z a-z 0-9 - _ (got {collection[:80]!r})")
 
     def table(section: str, allowed) -> dict | None:
         raw = data.get(section)
@@ -181,7 +199,7 @@ def parse_variant(data: dict, where: str = "variant", base_dir: Path | None = No
         gen = generation.get("generator", "llm")
         if gen not in ("llm", "extractive"):
             raise VariantError(f"{where}: generation.generator must be llm or extractive (got {gen!r})")
-        for key in ("prompt", "fewshot", "base_url", "model"):
+        for key in ("prompt", "prompt_text", "fewshot", "base_url", "model"):
             if key in generation:
                 _check_type(where, f"generation.{key}", generation[key], (str,), "a string")
         if "reasoning" in generation:
@@ -190,6 +208,14 @@ def parse_variant(data: dict, where: str = "variant", base_dir: Path | None = No
             _check_type(where, "generation.temperature", generation["temperature"], (int, float), "a number")
         if "max_tokens" in generation:
             _check_type(where, "generation.max_tokens", generation["max_tokens"], (int,), "a whole number")
+        if "prompt_text" in generation:
+            text = generation["prompt_text"]
+            if "prompt" in generation:
+                raise VariantError(f"{where}: generation: set prompt or prompt_text, not both")
+            if not text.strip() or len(text) > MAX_PROMPT_CHARS:
+                raise VariantError(f"{where}: generation.prompt_text must have 1 to {MAX_PROMPT_CHARS} characters")
+        if not trusted:
+            _check_untrusted(where, generation, judge=False)
         base = base_dir or Path(".")
         if "fewshot" in generation:
             path = Path(generation["fewshot"])
@@ -206,11 +232,53 @@ def parse_variant(data: dict, where: str = "variant", base_dir: Path | None = No
                 raise VariantError(f"{where}: generation.prompt: {exc}") from None
     judge = table("judge", JUDGE_KEYS)
     if judge is not None:
+        if not trusted:
+            _check_untrusted(where, judge, judge=True)
         if "enabled" in judge:
             _check_type(where, "judge.enabled", judge["enabled"], (bool,), "true or false")
         if not judge.get("enabled", True):
             judge = None
     return Variant(name.strip(), description, collection, retrieval, generation, judge, source=where)
+
+
+def _check_untrusted(where: str, table: dict, judge: bool) -> None:
+    """Refuse what an API client must not name: a server file, an endpoint (the server's keys would go there)."""
+    section = "judge" if judge else "generation"
+    if "base_url" in table:
+        raise VariantError(
+            f"{where}: {section}.base_url: a variant sent to the API cannot name an endpoint; "
+            "the service's own (RAG_LLM_BASE_URL, RAG_JUDGE_BASE_URL) is used"
+        )
+    if judge:
+        return
+    if "fewshot" in table:
+        raise VariantError(f"{where}: generation.fewshot names a file; a variant sent to the API cannot name files")
+    prompt = table.get("prompt")
+    if prompt is not None and prompt not in builtin_prompts():
+        raise VariantError(
+            f"{where}: generation.prompt: {prompt[:64]!r} is not a built-in prompt ({', '.join(builtin_prompts())}); "
+            "a variant sent to the API cannot name files: send the prompt itself as prompt_text"
+        )
+
+
+def load_variant_text(text: str, where: str = "variant", default_name: str = "", trusted: bool = False) -> Variant:
+    """A variant from TOML text (the API's): untrusted unless said otherwise, so it names no server file."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise VariantError(f"{where}: not valid TOML ({exc})") from None
+    return parse_variant(data, where, None, default_name=default_name, trusted=trusted)
+
+
+def check_variants(variants: list[Variant]) -> list[Variant]:
+    """At least two variants (the first is the baseline), with distinct names."""
+    if len(variants) < 2:
+        raise VariantError("an experiment needs at least two variants (the first is the baseline)")
+    names = [v.name for v in variants]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise VariantError(f"variant names must differ: {', '.join(dup)} named twice (set name = ... in the TOML)")
+    return variants
 
 
 def load_variant(path: Path) -> Variant:
@@ -226,14 +294,7 @@ def load_variant(path: Path) -> Variant:
 
 def load_variants(paths: Sequence[Path]) -> list[Variant]:
     """Variants from TOML files; at least two, with distinct names (the first is the baseline)."""
-    variants = [load_variant(p) for p in paths]
-    if len(variants) < 2:
-        raise VariantError("an experiment needs at least two variants (the first is the baseline)")
-    names = [v.name for v in variants]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise VariantError(f"variant names must differ: {', '.join(dup)} named twice (set name = ... in the TOML)")
-    return variants
+    return check_variants([load_variant(p) for p in paths])
 
 
 class CachingEmbedder:
@@ -268,7 +329,12 @@ class ExperimentRunner:
     """Runs variants against one store. Embedders (cached) and the reranker are shared between variants."""
 
     def __init__(
-        self, settings: Settings, store: Store, embedder: Embedder | None = None, judge_cache: Path | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        embedder: Embedder | None = None,
+        judge_cache: Path | None = None,
+        reranker: CrossEncoderReranker | None = None,
     ):
         self.settings, self.store = settings, store
         self._embedders: dict[str, CachingEmbedder] = {}
@@ -276,9 +342,9 @@ class ExperimentRunner:
         self._embedders[settings.embedding_model] = CachingEmbedder(base)
         self.bm25 = Bm25Encoder.from_settings(settings)
         # One yardstick for every variant: faithfulness by the settings' embedding model.
-        self.scorer = FaithfulnessScorer(self._embedders[settings.embedding_model], self.bm25)
+        self._scorer: Judge | None = None  # the faithfulness judge of the settings, built when first needed
         self.judge_cache = judge_cache or settings.data_dir / "judge_cache.jsonl"
-        self._reranker = None
+        self._reranker = reranker  # the service's, when it has one; else loaded by the first variant that reranks
 
     def embedder_for(self, model: str) -> CachingEmbedder:
         if model not in self._embedders:
@@ -293,7 +359,13 @@ class ExperimentRunner:
         if gen == "llm" or (gen is None and s.llm_base_url):
             if not s.llm_base_url:
                 raise VariantError(f"{variant.name}: generator llm needs base_url (or RAG_LLM_BASE_URL)")
-            return LLMGenerator(s)
+            text = (variant.generation or {}).get("prompt_text")
+            if text is None:
+                return LLMGenerator(s)
+            with tempfile.TemporaryDirectory() as tmp:  # the generator reads its prompt once, from a file
+                path = Path(tmp) / "prompt.md"
+                path.write_text(text, encoding="utf-8")
+                return LLMGenerator(s.model_copy(update={"prompt_template": str(path)}))
         return ExtractiveGenerator(embedder, self.bm25)
 
     def run_variant(
@@ -327,11 +399,17 @@ class ExperimentRunner:
 
             judge = RagasJudge(s, self.judge_cache)
         answerer = Answerer(Retriever(self.store, embedder, self.bm25, reranker), generator)
-        report = Auditor(answerer, self.store, self.scorer if gen else None, judge).run(
+        report = Auditor(answerer, self.store, self.scorer() if gen else None, judge).run(
             golden, s.collection, params, ks, gen, progress=progress
         )
         report["variant"] = variant.describe()
         return report
+
+    def scorer(self) -> Judge:
+        """The settings' faithfulness judge (RAG_FAITHFULNESS_JUDGE), one for every variant: the same yardstick."""
+        if self._scorer is None:
+            self._scorer = make_judge(self.settings, self._embedders[self.settings.embedding_model], self.bm25)
+        return self._scorer
 
     def run(
         self,

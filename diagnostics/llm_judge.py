@@ -1,11 +1,12 @@
 """The LLM faithfulness judge: each claim against the numbered sentences of the contexts, through any
 OpenAI-compatible endpoint (RAG_JUDGE_* settings, else RAG_LLM_*).
 
-The model answers "yes N" (sentence N supports the claim) or "no". When the endpoint returns log
-probabilities (OpenAI, vLLM, llama.cpp do), the claim's score is P(yes) / (P(yes) + P(no)) of the first
-token, which ranks claims (ROC AUC); otherwise the score is 1 or 0. A claim the endpoint could not judge
-(down, timed out, an answer that is neither yes nor no) is scored by the fallback judge, and says so in
-`judged_by`. Judgments are cached on disk, keyed by model, prompt version and the exact inputs.
+The model is asked for "yes N" (sentence N supports the claim) or "no". When the endpoint returns log
+probabilities (OpenAI, vLLM, llama.cpp do), the claim's score is P(yes) / (P(yes) + P(no)) among the first
+token's alternatives, which ranks claims (ROC AUC) and holds even when a small model rambles ("The claim is
+not supported by ..."); otherwise the reply is read (yes/no, or "is (not) supported") and the score is 1 or
+0. A claim the endpoint could not judge (down, timed out, a reply with neither) is scored by the fallback
+judge, and says so in `judged_by`. Judgments are cached on disk, keyed by model, prompt version and the exact inputs.
 
 Measured against human labels by benchmarks/faithfulness_agreement.py --judge llm; the real llama.cpp run is
 in tests/diagnostics/test_llm_judge_real.py (marked llm).
@@ -34,6 +35,8 @@ SYSTEM = (
     "not say it or say otherwise. Reply with nothing else."
 )
 REPLY = re.compile(r"^\W*(yes|no)\b[^\d\n]{0,24}(\d+)?", re.I)
+# Small models often answer in a sentence ("The claim is not supported by ..."): read that too.
+SENTENCE_REPLY = re.compile(r"\b(?:is|are)\s+(not\s+)?(?:supported|stated|true)\b", re.I)
 MAX_CONTEXT_CHARS = 6000
 
 
@@ -53,7 +56,8 @@ def parse_reply(text: str, n_sentences: int) -> tuple[bool, int | None] | None:
     """("yes"?, 1-based sentence number or None) from the model's reply; None when it is neither yes nor no."""
     m = REPLY.match(text or "")
     if not m:
-        return None
+        said = SENTENCE_REPLY.search(text or "")
+        return (not said.group(1), None) if said else None
     number = int(m.group(2)) if m.group(2) else None
     return m.group(1).lower() == "yes", number if number and 1 <= number <= n_sentences else None
 
@@ -111,16 +115,17 @@ class LLMJudge(Judge):
             )
             choice = resp.choices[0]
             parsed = parse_reply(choice.message.content or "", len(numbered))
+            p = yes_probability(choice)
         except Exception:  # the endpoint down, slow or malformed: the fallback judge decides this claim
-            parsed = None
+            parsed, p = None, None
         finally:
             self.seconds += time.perf_counter() - t0
-        if parsed is None:
+        if parsed is None and p is None:
             self.failures += 1
             return None
-        supported, sentence = parsed
-        p = yes_probability(choice)
-        result = {"score": round(p if p is not None else float(supported), 4), "sentence": sentence}
+        # P(yes) of the first token when the endpoint gives it (also when the words that follow ramble).
+        score = p if p is not None else float(parsed[0])
+        result = {"score": round(score, 4), "sentence": parsed[1] if parsed else None}
         if self.cache:
             self.cache.put(key, result)
         return result

@@ -17,7 +17,7 @@ from core import __version__
 from core.errors import RagError
 from core.settings import Settings
 from service.guard import Guard, error_response
-from service.routes import audits, chat, documents, feedback, query, ui
+from service.routes import audits, chat, documents, experiments, feedback, query, ui
 from service.state import ServiceState
 
 log = logging.getLogger("rag.service")
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.include_router(chat.router)
     app.include_router(documents.router)
     app.include_router(audits.router)
+    app.include_router(experiments.router)
     app.include_router(feedback.router)
     app.include_router(ui.router)
 

@@ -33,7 +33,14 @@ from service.ratelimit import RateLimited, RateLimiter
 ACCESS = "rag.access"  # scope key: the caller's Access, read by service/deps.py
 GUARDED_PREFIX = "/v1/"
 UPLOAD_PATH = re.compile(r"^/v1/collections/[^/]+/documents/?$")
-AUDIT_PATHS = ("/v1/audits", "/v1/audits/", "/v1/ui/audit-view", "/v1/ui/audit-view/")
+AUDIT_PATHS = (
+    "/v1/audits",
+    "/v1/audits/",
+    "/v1/experiments",
+    "/v1/experiments/",
+    "/v1/ui/audit-view",
+    "/v1/ui/audit-view/",
+)
 MULTIPART_SLACK = 64 * 1024  # boundaries, and per file below: part headers with a long file name
 MULTIPART_SLACK_PER_FILE = 2 * 1024
 

@@ -124,10 +124,10 @@ class QueryResponse(BaseModel):
 
 
 class JobOut(BaseModel):
-    """An ingest job or an audit (`kind`). Nothing in it names a server path."""
+    """An ingest job, an audit or an experiment (`kind`). Nothing in it names a server path."""
 
     id: str
-    kind: Literal["ingest", "audit"] = "ingest"
+    kind: Literal["ingest", "audit", "experiment"] = "ingest"
     collection: str
     status: Literal["queued", "running", "succeeded", "partial", "failed", "cancelled", "interrupted"] = Field(
         description="partial: some files failed; failed: every file failed (or the job could not run); "

@@ -48,6 +48,7 @@ class ServiceState:
         ingest_embedder = get_embedder(settings, role="ingest")
 
         from service.routes.audits import audit_runner  # here: the routes import this module
+        from service.routes.experiments import experiment_runner
 
         db = Database(database_url(settings))
         db.migrate()
@@ -55,6 +56,7 @@ class ServiceState:
         runners = {
             "ingest": ingest_runner(settings, engine.store, ingest_embedder, engine.bm25, uploads),
             "audit": audit_runner(engine),
+            "experiment": experiment_runner(engine),
         }
         job_manager = JobManager(db, settings, runners)
         if not settings.api_keys:

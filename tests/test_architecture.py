@@ -23,6 +23,10 @@ def test_ruff_is_clean():
 
 
 def test_no_import_cycle_breakers():
-    offenders = [str(p.relative_to(ROOT)) for pkg in ("core", "engine", "ingest", "diagnostics", "service", "cli")
-                 for p in (ROOT / pkg).rglob("*.py") if "noqa: E402" in p.read_text()]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for pkg in ("core", "engine", "ingest", "diagnostics", "service", "cli")
+        for p in (ROOT / pkg).rglob("*.py")
+        if "noqa: E402" in p.read_text()
+    ]
     assert offenders == []

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import ConfigError, InvalidRequestError
+from core.settings import Settings
 from diagnostics.audit import Auditor
 from diagnostics.golden import GoldenSet, load_golden
 from diagnostics.judges import judge_card, make_judge
@@ -73,33 +74,40 @@ def _golden(cases: list[dict]) -> GoldenSet:
         return load_golden(path)
 
 
-@router.post("/v1/audits", status_code=202, responses=ERRORS)
-def start_audit(req: AuditRequest, state: StateDep, access: AccessDep, owner: OwnerDep) -> dict:
-    s = state.settings
-    collection = req.collection or s.collection
-    access.check(collection)
-    state.engine.require_collection(collection)
-    if any(k < 1 or k > 1000 for k in req.ks):
+def check_cases(s: Settings, cases: list[dict], ks: list[int]) -> None:
+    """The bounds of an audit (and an experiment): cut-offs, number of cases, question length."""
+    if any(k < 1 or k > 1000 for k in ks):
         raise InvalidRequestError("invalid_parameters", "ks must be whole numbers from 1 to 1000")
-    if len(req.cases) > s.audit_max_cases:
-        raise InvalidRequestError(
-            "too_many_cases", f"{len(req.cases)} cases; an audit takes at most {s.audit_max_cases}", 413
-        )
-    for case in req.cases:
+    if len(cases) > s.audit_max_cases:
+        raise InvalidRequestError("too_many_cases", f"{len(cases)} cases; the limit is {s.audit_max_cases}", 413)
+    for case in cases:
         question = case.get("question")
         if isinstance(question, str) and len(question) > s.max_question_chars:
             raise InvalidRequestError(
                 "question_too_long",
                 f"case {str(case.get('id'))[:64]!r}: the question is over {s.max_question_chars} characters",
             )
+
+
+def require_judge(s: Settings) -> dict:
+    """The configured faithfulness judge's card (name, measured agreement); 409 judge_unavailable if it cannot
+    be built (no model trained, no endpoint)."""
+    try:
+        return judge_card(s)
+    except ConfigError as exc:
+        raise InvalidRequestError("judge_unavailable", str(exc), 409) from None
+
+
+@router.post("/v1/audits", status_code=202, responses=ERRORS)
+def start_audit(req: AuditRequest, state: StateDep, access: AccessDep, owner: OwnerDep) -> dict:
+    s = state.settings
+    collection = req.collection or s.collection
+    access.check(collection)
+    state.engine.require_collection(collection)
+    check_cases(s, req.cases, req.ks)
     golden = _golden(req.cases)
     state.engine.params(rerank=req.rerank)  # rerank_unavailable now, not in the job
-    card = None
-    if req.generate:  # judge_unavailable now, not in the job
-        try:
-            card = judge_card(s)
-        except ConfigError as exc:
-            raise InvalidRequestError("judge_unavailable", str(exc), 409) from None
+    card = require_judge(s) if req.generate else None  # judge_unavailable now, not in the job
     state.jobs.check_queue(owner)
     request = {**req.model_dump(mode="json"), "collection": collection}
     job = state.jobs.submit(

@@ -241,11 +241,19 @@ async def upload(collection: CollectionPath, request: Request, state: StateDep, 
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def job_visible(job: dict, access) -> bool:
+    """The key may read the job's collection and, for an experiment, every collection its variants ran on."""
+    variants = (job.get("report") or {}).get("variants", []) if job["kind"] == "experiment" else []
+    return all(
+        access.allows(c) for c in {job["collection"], *(v.get("collection") or job["collection"] for v in variants)}
+    )
+
+
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
 def get_job(job_id: str, state: StateDep, access: AccessDep):
     """An ingest job or an audit: status, progress, the report when it has ended."""
     job = state.jobs.get(job_id)
-    if job is None or not access.allows(job["collection"]):
+    if job is None or not job_visible(job, access):
         raise JobNotFound(job_id)
     return job
 
@@ -255,7 +263,7 @@ def cancel_job(job_id: str, state: StateDep, access: AccessDep, owner: OwnerDep)
     """Cancel a job: a queued one at once, a running one at its next file or batch (it ends `cancelled`; what it
     wrote stays). Only the API key that submitted it, or an admin key (`*`), may."""
     job = state.jobs.get(job_id)
-    if job is None or not access.allows(job["collection"]):
+    if job is None or not job_visible(job, access):
         raise JobNotFound(job_id)
     admin = access.collections is None or "*" in access.collections
     if not admin and state.jobs.owner(job_id) != owner:

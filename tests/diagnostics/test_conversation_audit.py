@@ -46,7 +46,14 @@ def test_golden_history_and_turns(tmp_path):
     path = tmp_path / "g.jsonl"
     rows = [
         {"id": "a", "question": "When?", "history": [{"role": "user", "content": "The drama contest?"}]},
-        {"id": "b", "turns": [{"role": "user", "content": "Hi"}, {"role": "assistant", "text": "Hello"}, {"role": "user", "content": "When?"}]},  # noqa: E501
+        {
+            "id": "b",
+            "turns": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "text": "Hello"},
+                {"role": "user", "content": "When?"},
+            ],
+        },
         {"id": "c", "question": "Alone?", "expected": [{"doc_id": "x"}]},
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -32,7 +32,9 @@ def settings(tmp_path):
         ("no", (False, None)),
         ("NO 3", (False, 3)),
         ("yes 9", (True, None)),  # there is no sentence 9: no evidence rather than a wrong one
-        ("The claim is supported.", None),
+        ("The claim is supported.", (True, None)),
+        ("The claim is not supported by the sources", (False, None)),
+        ("Maybe.", None),
         ("", None),
     ],
 )
@@ -75,9 +77,13 @@ def test_llm_judge_names_the_evidence_sentence(llm_judge, standin):
 
 
 def test_llm_judge_scores_with_log_probabilities(llm_judge, standin):
-    standin.answer, standin.top_logprobs = "yes 1", {"yes": math.log(0.6), "no": math.log(0.2), "maybe": -1.0}
+    standin.answer, standin.top_logprobs = "yes 1", {"yes": math.log(0.6), "No": math.log(0.2), "The": -1.0}
     [c] = llm_judge.score_claims(["The tower was completed in 1889."], CONTEXTS)
-    assert c.score == pytest.approx(0.75) and c.supported
+    assert c.score == pytest.approx(0.75) and c.supported and c.source == 1
+    # A rambling reply still has P(yes) among its first token's alternatives.
+    standin.answer, standin.top_logprobs = "The claim, well", {"The": -0.5, "Yes": math.log(0.1), "no": math.log(0.3)}
+    [c] = llm_judge.score_claims(["The tower is in Rome."], CONTEXTS)
+    assert c.score == pytest.approx(0.25) and not c.supported and c.judged_by is None and c.evidence is None
 
 
 def test_llm_judge_caches_and_falls_back(llm_judge, standin):
@@ -86,7 +92,7 @@ def test_llm_judge_caches_and_falls_back(llm_judge, standin):
     n = len(standin.requests)
     llm_judge.score_claims(["The tower was completed in 1889."], CONTEXTS)
     assert len(standin.requests) == n  # the cached judgment
-    for mode, answer in (("500", "yes 1"), ("ok", "I think it might be true")):
+    for mode, answer in (("500", "yes 1"), ("ok", "I think it might be so")):
         standin.mode, standin.answer = mode, answer
         [c] = llm_judge.score_claims(["The tower was completed in 1889 in Paris."], CONTEXTS)
         assert c.judged_by.startswith("offline-embedding-lexical-v1 (fallback") and c.supported

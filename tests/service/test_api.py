@@ -214,6 +214,9 @@ def test_audit_as_an_api_job(live):
     r = live.http.post("/v1/audits", json={"collection": "docs", "cases": cases, "ks": [1, 3], "generate": True})
     assert r.status_code == 202, r.text
     audit_id = r.json()["id"]
+    # The judge that will decide unsupported claims, with its measured agreement with human labels.
+    card = r.json()["faithfulness_judge"]
+    assert card["kind"] == "heuristic" and card["agreement"]["scifact_claims_dev"]["balanced_accuracy"] > 0.5
     deadline = time.monotonic() + 120
     while (job := live.http.get(f"/v1/audits/{audit_id}").json())["status"] in ("queued", "running"):
         assert time.monotonic() < deadline
@@ -222,6 +225,7 @@ def test_audit_as_an_api_job(live):
     report = job["report"]
     assert report["overall"]["recall@3"]["mean"] == 1.0 and {c["id"] for c in report["cases"]} == {"a", "b"}
     assert all("generation" in c for c in report["cases"])
+    assert report["settings"]["unsupported_claims_decided_by"]["agreement"] == card["agreement"]
     bad = live.http.post("/v1/audits", json={"collection": "docs", "cases": [{"id": "x", "question": ""}]})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "golden_set_invalid"
 
