@@ -113,6 +113,16 @@ class JobContext:
     tick: Callable[[str, int], None]
     stop: Callable[[], str | None]
 
+    def check_stop(self) -> None:
+        """Raise Stopped when the job is asked to stop (cancel, limit, shutdown)."""
+        if (reason := self.stop()) is not None:
+            raise Stopped(reason)
+
+    def count_cases(self, n: int) -> None:
+        """Progress of an audit or experiment (n more cases done), then stop if asked."""
+        self.tick("cases", n)
+        self.check_stop()
+
 
 Runner = Callable[[JobContext], Outcome]
 

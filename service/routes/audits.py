@@ -18,7 +18,7 @@ from diagnostics.audit import Auditor
 from diagnostics.golden import GoldenSet, load_golden
 from diagnostics.judges import judge_card, make_judge
 from service.deps import AccessDep, StateDep
-from service.jobs import JobContext, Outcome, Runner, Stopped
+from service.jobs import JobContext, Outcome, Runner
 from service.routes.documents import OwnerDep
 from service.routes.query import ERRORS
 from service.schemas import CollectionName
@@ -137,13 +137,7 @@ def audit_runner(engine) -> Runner:
 
             judge = RagasJudge(engine.settings, engine.settings.data_dir / "judge_cache.jsonl")
 
-        def tick(n: int) -> None:
-            ctx.tick("cases", n)
-            if (reason := ctx.stop()) is not None:
-                raise Stopped(reason)
-
-        if (reason := ctx.stop()) is not None:
-            raise Stopped(reason)
+        ctx.check_stop()
         report = Auditor(engine.answerer, engine.store, scorer, judge).run(
             golden,
             ctx.collection,
@@ -151,7 +145,7 @@ def audit_runner(engine) -> Runner:
             req.ks,
             req.generate,
             set(req.corpus) if req.corpus is not None else None,
-            progress=tick,
+            progress=ctx.count_cases,
             ingest_records=req.ingest_reports,
         )
         return Outcome(report, "succeeded")

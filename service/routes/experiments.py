@@ -23,7 +23,7 @@ from diagnostics.experiment import (
     to_markdown,
 )
 from service.deps import AccessDep, StateDep
-from service.jobs import JobContext, Outcome, Runner, Stopped
+from service.jobs import JobContext, Outcome, Runner
 from service.routes.audits import _golden, check_cases, require_judge
 from service.routes.documents import OwnerDep, job_visible
 from service.routes.query import ERRORS
@@ -155,14 +155,8 @@ def experiment_runner(engine) -> Runner:
         settings = engine.settings.model_copy(update={"collection": ctx.collection})
         runner = ExperimentRunner(settings, engine.store, engine.retriever.embedder, reranker=engine.retriever.reranker)
 
-        def tick(name: str, n: int) -> None:
-            ctx.tick("cases", n)
-            if (reason := ctx.stop()) is not None:
-                raise Stopped(reason)
-
-        if (reason := ctx.stop()) is not None:
-            raise Stopped(reason)
-        result, _ = runner.run(golden, variants, req.ks, req.generate, progress=tick)
+        ctx.check_stop()
+        result, _ = runner.run(golden, variants, req.ks, req.generate, progress=lambda _variant, n: ctx.count_cases(n))
         metrics = req.metrics or list(DEFAULT_TABLE_METRICS)
         return Outcome({**result, "table_metrics": metrics, "markdown": to_markdown(result, metrics)}, "succeeded")
 

@@ -319,3 +319,27 @@ def test_streamed_answer_from_the_endpoint_has_no_reasoning():
         llm.close()
     assert streamed.strip() == whole == "The moon causes the tides [1]."
     assert llm.requests[0]["messages"][0]["content"] == system_prompt(reasoning=True)
+
+
+@pytest.mark.llm
+def test_two_prompts_against_a_real_llm(kb, embedder, tmp_path, llama_server):
+    """Two prompt variants through llama.cpp's server (SmolLM2-135M): both generate, every answer is judged
+    and its citations checked, and the comparison covers generation. Whether a prompt wins on 4 cases is
+    not asserted: with a 135M model and 4 cases it should be, and is, inconclusive."""
+    settings, store = kb
+    for name, prompt in (("default", "default"), ("strict", "strict")):
+        write(
+            tmp_path,
+            f"{name}.toml",
+            f"name = '{name}'\n[generation]\nbase_url = '{llama_server}'\nmodel = 'smollm2'\nprompt = '{prompt}'\n",
+        )
+    variants = load_variants([tmp_path / "default.toml", tmp_path / "strict.toml"])
+    result, reports = ExperimentRunner(settings, store, embedder).run(GoldenSet(CASES), variants, ks=(1, 3))
+    for report in reports:
+        assert report["settings"]["generator"] == "openai-compatible:smollm2"
+        gens = [c["generation"] for c in report["cases"]]
+        assert all(g["error"] is None and (g["answer"] or g["declined"]) for g in gens), gens
+        assert all(set(g["cited"]) <= {1, 2, 3, 4, 5} for g in gens)  # checked against the 5 sources shown
+    comparison = result["comparisons"]["strict"]
+    assert "faithfulness" in comparison  # measured on the cases both answered (None when none were)
+    print(to_markdown(result, ["ndcg@3", "faithfulness"]))
