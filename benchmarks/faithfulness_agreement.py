@@ -1,12 +1,15 @@
 """Agreement of the offline faithfulness judges with human labels.
 
-    python benchmarks/faithfulness_agreement.py [--limit N] [--judge heuristic|learned|both] [--write-agreement]
+    python benchmarks/faithfulness_agreement.py [--limit N] [--judge heuristic|learned|model|both]
+        [--model-path P] [--write-agreement]
 
-Judges: `heuristic` (diagnostics/faithfulness.py, hand-set weights) and `learned` (the trained logistic
-regression of diagnostics/learned_judge.py; retrain with `python -m diagnostics.train_judge`). For the
-learned judge the threshold is its own (chosen on SciFact claims train when it was trained); QAGS is never
-used for training or for choosing anything. `--write-agreement` stores the learned judge's measured figures
-in its weights file, so audit reports can state them.
+Judges: `heuristic` (diagnostics/faithfulness.py, hand-set weights), `learned` (the trained logistic
+regression of diagnostics/learned_judge.py; retrain with `python -m diagnostics.train_judge`) and `model`
+(diagnostics/model_judge.py: the model at --model-path, else the one `rag judge train` saved under
+RAG_DATA_DIR/judges/consistency). For the learned and model judges the threshold is their own (chosen on
+SciFact claims train, or on held-out synthetic claims, when they were trained); QAGS is never used for
+training or for choosing anything. `--write-agreement` stores the learned or model judge's measured figures
+with it (its weights file, its judge.json), so audit reports can state them.
 
 - SciFact claims (../shared/data/scifact_claims): a claim against the abstract it cites. Supported = the
   annotators' SUPPORT evidence; unsupported = CONTRADICT evidence, or no evidence in a cited abstract.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +32,10 @@ from core.embedding import get_embedder
 from core.settings import Settings
 from core.sparse import Bm25Encoder
 from diagnostics.faithfulness import FaithfulnessScorer
+from diagnostics.judges import trained_model_dir
 from diagnostics.learned_judge import MODEL_PATH, LearnedFaithfulnessScorer, load_model
 from diagnostics.metrics import balanced_accuracy, roc_auc
+from diagnostics.model_judge import JUDGE_FILE, ModelJudge
 from diagnostics.train_judge import scifact_claim_pairs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -51,7 +57,10 @@ def qags_pairs(limit: int | None):
 
 
 def score(scorer: FaithfulnessScorer, pairs) -> tuple[list[float], list[int]]:
-    """Each claim scored against its contexts (claims sharing contexts in one call: the same scores, faster)."""
+    """Each claim scored against its contexts (claims sharing contexts in one call: the same scores, faster;
+    the model judge takes every pair in one batched call)."""
+    if isinstance(scorer, ModelJudge):
+        return [c.score for c in scorer.score_each([(c, ctx) for c, ctx, _ in pairs])], [y for _, _, y in pairs]
     groups: dict[tuple, list[int]] = {}
     for i, (_, ctx, _) in enumerate(pairs):
         groups.setdefault(tuple(ctx), []).append(i)
@@ -62,24 +71,27 @@ def score(scorer: FaithfulnessScorer, pairs) -> tuple[list[float], list[int]]:
     return scores, [label for _, _, label in pairs]
 
 
-def evaluate(scorer, limit: int | None, tune_threshold: bool) -> dict:
-    train_s, train_y = score(scorer, scifact_pairs("train", limit))
-    if tune_threshold:
-        grid = [round(t, 2) for t in np.arange(0.30, 0.90, 0.01)]
-        best = max(grid, key=lambda t: balanced_accuracy(train_s, train_y, t))
-    else:
-        best = scorer.threshold
-    result = {
-        "judge": scorer.name,
-        "threshold_chosen_on_scifact_train": best,
-        "scifact_train": {
+def evaluate(scorer, limit: int | None, tune_threshold: bool, train: bool = True) -> dict:
+    """Figures on SciFact claims dev and QAGS (and SciFact train unless `train` is False: the model judge's
+    threshold was chosen elsewhere, and scoring 919 more pairs with a cross-encoder on CPU takes minutes)."""
+    result: dict = {"judge": scorer.name}
+    best = scorer.threshold
+    if train:
+        train_s, train_y = score(scorer, scifact_pairs("train", limit))
+        if tune_threshold:
+            grid = [round(t, 2) for t in np.arange(0.30, 0.90, 0.01)]
+            best = max(grid, key=lambda t: balanced_accuracy(train_s, train_y, t))
+        result["threshold_chosen_on_scifact_train"] = best
+        result["scifact_train"] = {
             "pairs": len(train_y),
             "positives": int(sum(train_y)),
             "balanced_accuracy": round(balanced_accuracy(train_s, train_y, best), 4),
             "roc_auc": round(roc_auc(train_s, train_y), 4),
-        },
-    }
+        }
+    else:
+        result["threshold"] = best
     for name, pairs in (("scifact_dev", scifact_pairs("dev", limit)), ("qags_cnndm", qags_pairs(limit))):
+        t0 = time.monotonic()
         s, y = score(scorer, pairs)
         result[name] = {
             "pairs": len(y),
@@ -87,17 +99,41 @@ def evaluate(scorer, limit: int | None, tune_threshold: bool) -> dict:
             "balanced_accuracy": round(balanced_accuracy(s, y, best), 4),
             "balanced_accuracy_at_default_threshold": round(balanced_accuracy(s, y, scorer.threshold), 4),
             "roc_auc": round(roc_auc(s, y), 4),
+            "seconds": round(time.monotonic() - t0, 1),
         }
     return result
+
+
+def agreement_of(res: dict) -> dict:
+    """The figures a judge stores with itself: {data set: {pairs, balanced_accuracy, roc_auc}}."""
+    return {
+        stored: {k: res[name][k] for k in ("pairs", "balanced_accuracy", "roc_auc")}
+        for name, stored in (("scifact_dev", "scifact_claims_dev"), ("qags_cnndm", "qags_cnndm"))
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=None, help="first N pairs of each set (quick runs)")
-    ap.add_argument("--judge", choices=["heuristic", "learned", "both"], default="both")
-    ap.add_argument("--write-agreement", action="store_true", help="store the learned judge's figures with it")
+    ap.add_argument("--judge", choices=["heuristic", "learned", "model", "both"], default="both")
+    ap.add_argument("--model-path", type=Path, default=None, help="the model judge (default: rag judge train's)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads for the model judge")
+    ap.add_argument("--write-agreement", action="store_true", help="store the learned/model judge's figures with it")
     args = ap.parse_args()
     settings = Settings()
+    if args.judge == "model":
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        path = args.model_path or trained_model_dir(settings)
+        res = evaluate(ModelJudge.load(path), args.limit, tune_threshold=False, train=False)
+        if args.write_agreement and not args.limit and (path / JUDGE_FILE).exists():
+            meta = json.loads((path / JUDGE_FILE).read_text())
+            meta["agreement"] = agreement_of(res)
+            (path / JUDGE_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+        print(json.dumps({"model": res}, indent=2))
+        return
     embedder, bm25 = get_embedder(settings), Bm25Encoder.from_settings(settings)
     out = {}
     if args.judge in ("heuristic", "both"):
@@ -109,10 +145,7 @@ def main() -> None:
         res = evaluate(LearnedFaithfulnessScorer(embedder, bm25, model), args.limit, tune_threshold=False)
         out["learned"] = res
         if args.write_agreement and not args.limit:
-            model["agreement"] = {
-                stored: {k: res[name][k] for k in ("pairs", "balanced_accuracy", "roc_auc")}
-                for name, stored in (("scifact_dev", "scifact_claims_dev"), ("qags_cnndm", "qags_cnndm"))
-            }
+            model["agreement"] = agreement_of(res)
             MODEL_PATH.write_text(json.dumps(model, indent=1) + "\n")
     print(json.dumps(out, indent=2))
 

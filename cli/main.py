@@ -16,6 +16,7 @@ from cli.audit import audit, golden_app
 from cli.candidates import golden_candidates
 from cli.experiment import experiment
 from cli.export import export_app, tune_embeddings
+from cli.judge import judge_app
 from cli.support import EXIT_ERROR, EXIT_FILES_FAILED, err, out
 from cli.support import errors as _errors
 from cli.support import settings_for as _settings
@@ -242,6 +243,7 @@ app.add_typer(golden_app, name="golden")
 app.command()(experiment)
 app.add_typer(export_app, name="export")
 app.command("tune-embeddings")(tune_embeddings)
+app.add_typer(judge_app, name="judge")
 
 
 def main() -> None:  # pragma: no cover

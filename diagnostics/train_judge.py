@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +28,12 @@ from core.embedding import get_embedder
 from core.settings import Settings
 from core.sparse import Bm25Encoder
 from core.text import sentences
+from diagnostics.judge_train import mutate, shorten
 from diagnostics.learned_judge import FEATURES, MODEL_PATH, _ctx_sentences, claim_features
 from diagnostics.metrics import balanced_accuracy, roc_auc
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NAME_VERSION = "offline-lr-judge-v1"
-AUX = re.compile(r"\b(is|are|was|were|can|may|does|did|has|have|will|could|should)\b")
-NUM = re.compile(r"\b\d+(?:\.\d+)?\b")
-CAP = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-zA-Z]{2,}\b")
-CONTENT = re.compile(r"\b[a-z]{5,}\b")
 
 
 class Encoder:
@@ -112,46 +108,6 @@ def _passages(data: Path, rng: random.Random, n: int) -> list[list[str]]:
     return sci[:half] + mt[: n - half]
 
 
-def _mutate(sent: str, other: list[str], rng: random.Random) -> str | None:
-    """An unsupported variant of `sent`: one wrong fact. None when no mutation applies."""
-    kinds = ["number", "name", "negation", "swap"]
-    rng.shuffle(kinds)
-    for kind in kinds:
-        if kind == "number" and (nums := NUM.findall(sent)):
-            n = rng.choice(nums)
-            new = str(int(float(n) * rng.choice([2, 3, 0.5]) + rng.choice([1, 7, 13]))) if n else n
-            return sent.replace(n, new, 1)
-        if kind == "name" and (names := CAP.findall(sent)):
-            pool = [c for o in other for c in CAP.findall(o) if c not in sent]
-            if pool:
-                return sent.replace(rng.choice(names), rng.choice(pool), 1)
-        if kind == "negation" and (m := AUX.search(sent)) and " not " not in sent:
-            return sent[: m.end()] + " not" + sent[m.end() :]
-        if kind == "swap":
-            words = CONTENT.findall(sent)
-            pool = [w for o in other for w in CONTENT.findall(o) if w not in sent]
-            if len(words) >= 2 and pool:
-                out = sent
-                for w in rng.sample(words, min(2, len(words))):
-                    out = re.sub(rf"\b{w}\b", rng.choice(pool), out, count=1)
-                return out
-    return None
-
-
-def _shorten(sent: str, rng: random.Random) -> str:
-    """A supported variant: the sentence, maybe cut at a clause or with a few words dropped."""
-    words = sent.split()
-    r = rng.random()
-    if r < 0.35 and "," in sent:
-        head = sent.split(",")[0]
-        if len(head.split()) >= 5:
-            return head.rstrip() + "."
-    if r < 0.7 and len(words) > 10:
-        i = rng.randrange(1, len(words) - 4)
-        return " ".join(words[:i] + words[i + rng.randint(1, 3) :])
-    return sent
-
-
 def synthetic_pairs(data: Path, n: int, seed: int = 13) -> list[tuple[str, list[str], int]]:
     rng = random.Random(seed)
     passages = _passages(data, rng, n)
@@ -164,12 +120,12 @@ def synthetic_pairs(data: Path, n: int, seed: int = 13) -> list[tuple[str, list[
         context = [" ".join(sents)]
         other = passages[(i + 1 + rng.randrange(len(passages) - 1)) % len(passages)]
         if i % 2 == 0:
-            pairs.append((_shorten(sent, rng), context, 1))
+            pairs.append((shorten(sent, rng), context, 1))
         elif rng.random() < 0.25:
             pairs.append((rng.choice(other), context, 0))
         else:
-            bad = _mutate(sent, other, rng)
-            pairs.append((bad, context, 0) if bad else (_shorten(sent, rng), context, 1))
+            bad = mutate(sent, other, rng)
+            pairs.append((bad, context, 0) if bad else (shorten(sent, rng), context, 1))
     return pairs
 
 
