@@ -61,7 +61,7 @@ def _run(store, name, embedder, query: str, mode: str, **kw):
     dense = embedder.encode([query])[0] if mode in ("dense", "hybrid") else None
     sparse = enc.embed_query(query) if mode in ("sparse", "hybrid") else None
     hits = store.query(name, dense=dense, sparse=sparse, limit=10, candidates=50, with_payload=["doc_id"], **kw)
-    return [(h.payload["doc_id"], h.id, round(h.score, 4)) for h in hits]
+    return [(h.payload["doc_id"], h.id, h.score) for h in hits]
 
 
 @pytest.mark.parametrize("backend", BACKENDS[1:] or ["edge"])
@@ -90,11 +90,13 @@ def test_same_rankings_and_scores(stores, embedder, backend, mode, kw):
     other, name = stores[backend]
     for q in QUERIES:
         got, want = _run(other, name, embedder, q, mode, **kw), _run(ref, ref_name, embedder, q, mode, **kw)
-        assert [s for _, _, s in got] == [s for _, _, s in want], q
+        # The two engines' float arithmetic may differ in the last digits (seen: 1.22245 either side of a
+        # rounding step under DBSF), so scores agree to 1e-4.
+        assert [s for _, _, s in got] == pytest.approx([s for _, _, s in want], abs=1e-4), q
         # Points with equal scores (common under RRF) may come in any order, and a tie at the cut may
-        # keep either point: compare everything above the last score exactly.
-        cut = want[-1][2]
-        assert {(d, i, s) for d, i, s in got if s > cut} == {(d, i, s) for d, i, s in want if s > cut}, q
+        # keep either point: compare everything clearly above the last score.
+        cut = want[-1][2] + 1e-4
+        assert {(d, i) for d, i, s in got if s > cut} == {(d, i) for d, i, s in want if s > cut}, q
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
