@@ -118,9 +118,15 @@ def start_audit(req: AuditRequest, state: StateDep, access: AccessDep, owner: Ow
 
 @router.get("/v1/audits/{audit_id}", responses=ERRORS)
 def get_audit(audit_id: str, state: StateDep, access: AccessDep) -> dict:
-    job = state.jobs.get(audit_id, kind="audit")
-    if job is None or not access.allows(job["collection"]):
-        raise InvalidRequestError("audit_not_found", f"no audit {audit_id[:64]!r}", 404)
+    return visible_job(state, access, audit_id, "audit", lambda job: access.allows(job["collection"]))
+
+
+def visible_job(state, access, job_id: str, kind: str, visible) -> dict:
+    """The job of this kind if `visible(job)` says the key may see it, without its files; else 404
+    `<kind>_not_found` (the same answer as for no such job, so ids of others' jobs are not confirmed)."""
+    job = state.jobs.get(job_id, kind=kind)
+    if job is None or not visible(job):
+        raise InvalidRequestError(f"{kind}_not_found", f"no {kind} {job_id[:64]!r}", 404)
     return {k: v for k, v in job.items() if k != "files"}
 
 

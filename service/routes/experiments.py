@@ -24,7 +24,7 @@ from diagnostics.experiment import (
 )
 from service.deps import AccessDep, StateDep
 from service.jobs import JobContext, Outcome, Runner
-from service.routes.audits import _golden, check_cases, require_judge
+from service.routes.audits import _golden, check_cases, require_judge, visible_job
 from service.routes.documents import OwnerDep, job_visible
 from service.routes.query import ERRORS
 from service.schemas import CollectionName
@@ -139,10 +139,7 @@ def start_experiment(req: ExperimentRequest, state: StateDep, access: AccessDep,
 def get_experiment(experiment_id: str, state: StateDep, access: AccessDep) -> dict:
     """The job; once it has succeeded, `report` is the comparison (`rag experiment`'s experiment.json) with
     `markdown`, its table."""
-    job = state.jobs.get(experiment_id, kind="experiment")
-    if job is None or not job_visible(job, access):
-        raise InvalidRequestError("experiment_not_found", f"no experiment {experiment_id[:64]!r}", 404)
-    return {k: v for k, v in job.items() if k != "files"}
+    return visible_job(state, access, experiment_id, "experiment", lambda job: job_visible(job, access))
 
 
 def experiment_runner(engine) -> Runner:

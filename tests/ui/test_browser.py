@@ -72,17 +72,28 @@ def keep(path: Path) -> None:
         img.convert("RGB").quantize(colors=64).save(dest, optimize=True)
 
 
+def watched_page(browser, base_url: str):
+    """A page, the requests it makes to anywhere but the service, and its script errors."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    foreign: list[str] = []
+    page.on("request", lambda req: None if req.url.startswith(base_url) else foreign.append(req.url))
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page, foreign, errors
+
+
+def assert_clean(foreign: list[str], errors: list[str]) -> None:
+    assert foreign == [], f"the UI fetched from elsewhere: {foreign}"
+    assert errors == [], errors
+
+
 def test_label_flow_end_to_end(live, browser, tmp_path):
     # Another collection's query, logged through the API with its own key: the docs key must never see it.
     asked = {"question": "What do microRNAs regulate?", "collection": "scifact"}
     other = live.http.post("/v1/query", json=asked, headers={"X-API-Key": "sci-key"}).json()
     assert other["query_id"]
 
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    foreign: list[str] = []
-    page.on("request", lambda req: None if req.url.startswith(live.url) else foreign.append(req.url))
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page, foreign, errors = watched_page(browser, live.url)
 
     # Sign in: a wrong key is refused, the right one is kept for the tab.
     page.goto(f"{live.url}/ui")
@@ -215,8 +226,7 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
     assert page.evaluate("document.documentElement.scrollWidth") <= 392
     page.screenshot(path=str(tmp_path / "phone.png"))
 
-    assert foreign == [], f"the UI fetched from elsewhere: {foreign}"
-    assert errors == [], errors
+    assert_clean(foreign, errors)
     for name in ("querylog", "label", "label-error", "audit", "case", "compare", "phone"):
         check_screenshot(tmp_path / f"{name}.png")
     for name in ("label", "audit", "case"):  # the README's pictures
@@ -226,11 +236,7 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
 
 def test_experiments_panel(live, browser, tmp_path):
     """Experiments: the prefilled variants (baseline, top_k, fusion) on a pasted golden set -> the table."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    foreign: list[str] = []
-    page.on("request", lambda req: None if req.url.startswith(live.url) else foreign.append(req.url))
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page, foreign, errors = watched_page(browser, live.url)
     page.goto(f"{live.url}/ui")
     page.fill("#api-key", "docs-key")
     page.click("#signin-form button[type=submit]")
@@ -264,8 +270,7 @@ def test_experiments_panel(live, browser, tmp_path):
     assert "2 cases" in page.inner_text("#experiment-summary")
     page.screenshot(path=str(tmp_path / "experiment.png"), full_page=True)
 
-    assert foreign == [], f"the UI fetched from elsewhere: {foreign}"
-    assert errors == [], errors
+    assert_clean(foreign, errors)
     for name in ("experiment-form", "experiment"):
         check_screenshot(tmp_path / f"{name}.png")
     keep(tmp_path / "experiment.png")
