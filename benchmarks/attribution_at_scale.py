@@ -56,9 +56,9 @@ from core.settings import Settings  # noqa: E402
 from core.sparse import Bm25Encoder  # noqa: E402
 from core.store import open_store  # noqa: E402
 from core.text import sentences  # noqa: E402
-from diagnostics.audit import Auditor  # noqa: E402
-from diagnostics.golden import Case, Expected, GoldenSet  # noqa: E402
-from diagnostics.judges import make_judge  # noqa: E402
+from diagnostics.audit.golden import Case, Expected, GoldenSet  # noqa: E402
+from diagnostics.audit.run import Auditor  # noqa: E402
+from diagnostics.judges.factory import make_judge  # noqa: E402
 from diagnostics.metrics import dedupe  # noqa: E402
 from engine.answer import Answerer  # noqa: E402
 from engine.generation.extractive import ExtractiveGenerator  # noqa: E402

@@ -3,9 +3,9 @@
     python benchmarks/faithfulness_agreement.py [--limit N] [--judge heuristic|learned|model|both]
         [--model-path P] [--write-agreement]
 
-Judges: `heuristic` (diagnostics/faithfulness.py, hand-set weights), `learned` (the trained logistic
-regression of diagnostics/learned_judge.py; retrain with `python -m diagnostics.train_judge`) and `model`
-(diagnostics/model_judge.py: the model at --model-path, else the one `rag judge train` saved under
+Judges: `heuristic` (diagnostics/judges/heuristic.py, hand-set weights), `learned` (the trained logistic
+regression of diagnostics/judges/logistic.py; retrain with `python -m diagnostics.judges.logistic_train`) and `model`
+(diagnostics/judges/model.py: the model at --model-path, else the one `rag judge train` saved under
 RAG_DATA_DIR/judges/consistency). For the learned and model judges the threshold is their own (chosen on
 SciFact claims train, or on held-out synthetic claims, when they were trained); QAGS is never used for
 training or for choosing anything. `--write-agreement` stores the learned or model judge's measured figures
@@ -31,12 +31,12 @@ import numpy as np
 from core.embedding import get_embedder
 from core.settings import Settings
 from core.sparse import Bm25Encoder
-from diagnostics.faithfulness import FaithfulnessScorer
-from diagnostics.judges import trained_model_dir
-from diagnostics.learned_judge import MODEL_PATH, LearnedFaithfulnessScorer, load_model
+from diagnostics.judges.factory import trained_model_dir
+from diagnostics.judges.heuristic import FaithfulnessScorer
+from diagnostics.judges.logistic import MODEL_PATH, LearnedFaithfulnessScorer, load_model
+from diagnostics.judges.logistic_train import scifact_claim_pairs
+from diagnostics.judges.model import JUDGE_FILE, ModelJudge
 from diagnostics.metrics import balanced_accuracy, roc_auc
-from diagnostics.model_judge import JUDGE_FILE, ModelJudge
-from diagnostics.train_judge import scifact_claim_pairs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -141,7 +141,7 @@ def main() -> None:
     if args.judge in ("learned", "both"):
         model = load_model()
         if model is None:
-            raise SystemExit(f"no trained judge at {MODEL_PATH}: run python -m diagnostics.train_judge")
+            raise SystemExit(f"no trained judge at {MODEL_PATH}: run python -m diagnostics.judges.logistic_train")
         res = evaluate(LearnedFaithfulnessScorer(embedder, bm25, model), args.limit, tune_threshold=False)
         out["learned"] = res
         if args.write_agreement and not args.limit:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from diagnostics.golden import import_beir
+from diagnostics.audit.golden import import_beir
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = Path(os.environ.get("RAG_SHARED_DATA", ROOT.parent / "shared" / "data")) / "scifact"

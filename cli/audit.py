@@ -22,7 +22,7 @@ def golden_import_beir(
     out_path: Path = typer.Option(..., "--out", "-o", help="Golden set JSONL to write."),
 ) -> None:
     """Turn a BEIR split into a golden set (relevance grades kept)."""
-    from diagnostics.golden import import_beir
+    from diagnostics.audit.golden import import_beir
 
     with errors():
         rows = import_beir(queries, qrels)
@@ -36,7 +36,7 @@ def golden_import_mtrag(
     out_path: Path = typer.Option(..., "--out", "-o", help="Golden set JSONL to write."),
 ) -> None:
     """Turn MTRAG conversations into a golden set: the last turn is the question, the earlier ones its history."""
-    from diagnostics.golden import import_mtrag
+    from diagnostics.audit.golden import import_mtrag
 
     with errors():
         rows = import_mtrag(conversations)
@@ -52,7 +52,7 @@ def golden_stubs(
     worst: int = typer.Option(20, help="How many of the worst cases."),
 ) -> None:
     """Export the worst cases of an audit as golden-set stubs (needs_label) to review and label."""
-    from diagnostics.audit import GOOD
+    from diagnostics.audit.run import GOOD
 
     data = json.loads(report.read_text())
     # Cases to label (unlabelled_source) first, then the worst failures.
@@ -130,12 +130,12 @@ def audit(
     ),
 ) -> None:
     """Audit retrieval (and with --generate, the answers) against a golden set; write the reports."""
-    from diagnostics.audit import Auditor
-    from diagnostics.compare import compare
-    from diagnostics.golden import load_golden
-    from diagnostics.ingest_records import load_ingest_records
-    from diagnostics.judges import make_judge
-    from diagnostics.report import write_reports
+    from diagnostics.audit.compare import compare
+    from diagnostics.audit.golden import load_golden
+    from diagnostics.audit.ingest_records import load_ingest_records
+    from diagnostics.audit.report import write_reports
+    from diagnostics.audit.run import Auditor
+    from diagnostics.judges.factory import make_judge
 
     settings = settings_for(collection)
     gates = _parse_gates(fail_under)
@@ -154,7 +154,7 @@ def audit(
             scorer = make_judge(settings, engine.embedder, engine.bm25) if generate else None
             ragas_judge = None
             if judge:
-                from diagnostics.judge import RagasJudge
+                from diagnostics.judges.ragas_metrics import RagasJudge
 
                 ragas_judge = RagasJudge(settings, settings.data_dir / "judge_cache.jsonl")
             columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]

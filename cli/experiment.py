@@ -27,8 +27,8 @@ def experiment(
 ) -> None:
     """Compare pipeline variants (retrieval, prompt, few-shot, reasoning, generator, judge) on one golden set."""
     from core.store import open_store
-    from diagnostics.experiment import ExperimentRunner, load_variants, to_markdown, write_experiment
-    from diagnostics.golden import load_golden
+    from diagnostics.audit.golden import load_golden
+    from diagnostics.ladder.experiment import ExperimentRunner, load_variants, to_markdown, write_experiment
 
     settings = settings_for(collection)
     ks = parse_ks(k)

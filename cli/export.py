@@ -15,8 +15,8 @@ export_app = typer.Typer(help="Fine-tuning data from a golden set.", no_args_is_
 
 
 def _audit(engine, gold, collection: str, params, generate: bool) -> dict:
-    from diagnostics.audit import Auditor
-    from diagnostics.faithfulness import FaithfulnessScorer
+    from diagnostics.audit.run import Auditor
+    from diagnostics.judges.heuristic import FaithfulnessScorer
 
     scorer = FaithfulnessScorer(engine.embedder, engine.bm25) if generate else None
     return Auditor(engine.answerer, engine.store, scorer).run(gold, collection, params, (1, 3, 5, 10), generate)
@@ -50,8 +50,8 @@ def export_finetune(
     ),
 ) -> None:
     """Chat fine-tuning JSONL whose prompts are exactly what the service sends; behaviour failures by default."""
-    from diagnostics.finetune import chat_examples, token_counter, validate_chat_jsonl, write_jsonl
-    from diagnostics.golden import load_golden
+    from diagnostics.audit.golden import load_golden
+    from diagnostics.ladder.finetune import chat_examples, token_counter, validate_chat_jsonl, write_jsonl
 
     if fmt != "openai-chat":
         err.print(f"[bold red]error[/]: --format supports openai-chat (got {fmt!r})")
@@ -97,8 +97,8 @@ def export_pairs(
     depth: int = typer.Option(10, "--depth", help="Chunks the audit keeps per question to take negatives from."),
 ) -> None:
     """(question, positive passage, hard negatives) for contrastive retriever training."""
-    from diagnostics.finetune import retriever_pairs, validate_pairs_jsonl, write_jsonl
-    from diagnostics.golden import load_golden
+    from diagnostics.audit.golden import load_golden
+    from diagnostics.ladder.finetune import retriever_pairs, validate_pairs_jsonl, write_jsonl
 
     settings = settings_for(collection)
     with errors():
@@ -128,10 +128,10 @@ def tune_embeddings(
     report_dir: Path = typer.Option(Path("tune-embeddings"), "--report", help="Where pairs and comparisons go."),
 ) -> None:
     """Fine-tune the embedding model on the golden set's questions, build a new collection, audit both."""
-    from diagnostics.experiment import ExperimentRunner, Variant, to_markdown, write_experiment
-    from diagnostics.finetune import retriever_pairs, write_jsonl
-    from diagnostics.golden import load_golden
-    from diagnostics.tune_embeddings import build_collection, split_golden, train
+    from diagnostics.audit.golden import load_golden
+    from diagnostics.ladder.experiment import ExperimentRunner, Variant, to_markdown, write_experiment
+    from diagnostics.ladder.finetune import retriever_pairs, write_jsonl
+    from diagnostics.ladder.tune_embeddings import build_collection, split_golden, train
 
     settings = settings_for(collection)
     src = settings.collection

@@ -41,8 +41,8 @@ def judge_train(
     use it with RAG_FAITHFULNESS_JUDGE=model."""
     import torch
 
-    from diagnostics.judge_train import load_labelled, passages_from_files, passages_from_store, train_judge
-    from diagnostics.judges import trained_model_dir
+    from diagnostics.judges.factory import trained_model_dir
+    from diagnostics.judges.model_train import load_labelled, passages_from_files, passages_from_store, train_judge
 
     settings = settings_for(collection)
     exclude = set(exclude_docs.read_text().split()) if exclude_docs else set()

@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     )
     faithfulness_judge: Literal["heuristic", "trained", "model", "llm"] = Field(
         "heuristic",
-        description="Who decides whether an answer's claims are supported (diagnostics/judges.py): 'heuristic' "
+        description="Who decides whether an answer's claims are supported (diagnostics/judges/factory.py): 'heuristic' "
         "(offline, embedding + lexical evidence; the default), 'trained' (a logistic regression over the same "
         "evidence, trained on SciFact claims), 'model' (a local cross-encoder or sequence-classification model: "
         "RAG_JUDGE_MODEL_PATH, else the one `rag judge train` built under the data directory) or 'llm' (a "

@@ -1,6 +1,6 @@
 """Golden sets labelled in the web UI: one JSONL file per collection under data_dir/golden/, appended to.
 
-A new case is validated with diagnostics.golden's loader on the whole file as it would be (the same loader
+A new case is validated with diagnostics.audit.golden's loader on the whole file as it would be (the same loader
 `rag audit` uses) before the file is replaced atomically, so an invalid case never lands and never costs
 the file; the error names the file and line as the UI shows them, never a server path.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from core.settings import Settings
-from diagnostics.golden import GoldenSetError, load_golden
+from diagnostics.audit.golden import GoldenSetError, load_golden
 
 FOLDER = "golden"
 

@@ -235,7 +235,7 @@ class QueryLog:
         """The log of a service whose engine (an engine.engine.Engine) scores faithfulness."""
 
         def scorer():
-            from diagnostics.faithfulness import FaithfulnessScorer
+            from diagnostics.judges.heuristic import FaithfulnessScorer
 
             return FaithfulnessScorer(engine.retriever.embedder, engine.retriever.bm25)
 

@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import ConfigError, InvalidRequestError
 from core.settings import Settings
-from diagnostics.audit import Auditor
-from diagnostics.golden import GoldenSet, load_golden
-from diagnostics.judges import judge_card, make_judge
+from diagnostics.audit.golden import GoldenSet, load_golden
+from diagnostics.audit.run import Auditor
+from diagnostics.judges.factory import judge_card, make_judge
 from service.deps import AccessDep, StateDep
 from service.jobs import JobContext, Outcome, Runner
 from service.routes.documents import OwnerDep
@@ -139,7 +139,7 @@ def audit_runner(engine) -> Runner:
         scorer = make_judge(engine.settings, engine.retriever.embedder, engine.retriever.bm25) if req.generate else None
         judge = None
         if req.judge and req.generate:
-            from diagnostics.judge import RagasJudge
+            from diagnostics.judges.ragas_metrics import RagasJudge
 
             judge = RagasJudge(engine.settings, engine.settings.data_dir / "judge_cache.jsonl")
 

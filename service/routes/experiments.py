@@ -1,7 +1,7 @@
 """Experiments as API jobs: `POST /v1/experiments` with a golden set and 2+ pipeline variants in the body (TOML
 text or the same fields as JSON, never a server path), then poll `GET /v1/experiments/{id}` (or `/v1/jobs/{id}`)
 for progress and the comparison; `POST /v1/jobs/{id}/cancel` stops one. Same code as `rag experiment`
-(diagnostics/experiment.py); jobs of the one job system, bounded like audits."""
+(diagnostics/ladder/experiment.py); jobs of the one job system, bounded like audits."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InvalidRequestError
-from diagnostics.experiment import (
+from diagnostics.ladder.experiment import (
     DEFAULT_TABLE_METRICS,
     ExperimentRunner,
     Variant,

@@ -1,7 +1,7 @@
 """The web UI at /ui: static files shipped in the package (service/ui/, plain JS modules, nothing fetched
 from elsewhere: the Content-Security-Policy says so), plus two helpers it needs under /v1 (so the API key
 applies): chunk texts of an audit case, and the audit plots and baseline comparison drawn server-side with
-diagnostics/report.py's SVG and diagnostics/compare.py."""
+diagnostics/audit/report.py's SVG and diagnostics/audit/compare.py."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from core.errors import InvalidRequestError
-from diagnostics.audit import GOOD, LEVERS, LOST_STAGES
-from diagnostics.compare import compare
-from diagnostics.report import _bars, _curve
+from diagnostics.audit.compare import compare
+from diagnostics.audit.report import _bars, _curve
+from diagnostics.audit.run import GOOD, LEVERS, LOST_STAGES
 from engine.retrieval import PAYLOAD_FIELDS
 from service.deps import AccessDep, StateDep
 from service.routes.query import ERRORS

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from diagnostics.attribution import (
+from diagnostics.audit.attribution import (
     GOOD,
     LEVERS,
     LOST_STAGES,
@@ -21,7 +21,7 @@ from diagnostics.attribution import (
     verdict,
     where_lost,
 )
-from diagnostics.ingest_records import failed_files, failure_for, load_ingest_records
+from diagnostics.audit.ingest_records import failed_files, failure_for, load_ingest_records
 
 HYBRID = Pipeline("hybrid", cut=5)
 R = StageRank

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from core.sparse import Bm25Encoder
-from diagnostics.audit import Auditor
-from diagnostics.faithfulness import FaithfulnessScorer
-from diagnostics.golden import Case, Expected, GoldenSet
+from diagnostics.audit.golden import Case, Expected, GoldenSet
+from diagnostics.audit.run import Auditor
+from diagnostics.judges.heuristic import FaithfulnessScorer
 from engine.answer import Answerer
 from engine.generation.extractive import ExtractiveGenerator
 from engine.retrieval import Retriever
@@ -185,8 +185,8 @@ def test_retrieved_but_not_used(env):
 
 
 def test_report_files(env, tmp_path):
-    from diagnostics.compare import compare
-    from diagnostics.report import write_reports
+    from diagnostics.audit.compare import compare
+    from diagnostics.audit.report import write_reports
 
     cases = [
         case("What do volcanoes erupt?", "kb/volcano.md"),
@@ -212,7 +212,7 @@ def test_html_report_renders_plots_in_headless_chromium(env, tmp_path):
 
     from PIL import Image
 
-    from diagnostics.report import write_reports
+    from diagnostics.audit.report import write_reports
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
@@ -260,7 +260,7 @@ def test_ragas_judge_caches_and_reports_unmeasured(env, tmp_path):
     returns schema-valid JSON): values parsed, cached so a rerun makes no judge call, and cases the judge
     cannot score reported as unmeasured with a reason, never as NaN."""
     from core.settings import Settings
-    from diagnostics.judge import RagasJudge
+    from diagnostics.judges.ragas_metrics import RagasJudge
     from tests.service.llm_standin import StandIn
 
     standin = StandIn()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from core.settings import Settings
-from diagnostics.experiment import (
+from diagnostics.audit.golden import Case, Expected, GoldenSet
+from diagnostics.ladder.experiment import (
     CachingEmbedder,
     ExperimentRunner,
     Variant,
@@ -21,7 +22,6 @@ from diagnostics.experiment import (
     to_markdown,
     write_experiment,
 )
-from diagnostics.golden import Case, Expected, GoldenSet
 from engine.generation.prompt import SYSTEM, system_prompt
 from engine.prompts import ReasoningFilter, builtin_prompts, read_prompt, strip_reasoning
 from tests.conftest import ingest_kb

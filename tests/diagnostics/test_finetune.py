@@ -10,8 +10,9 @@ import re
 import pytest
 
 from core.sparse import Bm25Encoder
-from diagnostics.audit import Auditor
-from diagnostics.finetune import (
+from diagnostics.audit.golden import Case, Expected, GoldenSet
+from diagnostics.audit.run import Auditor
+from diagnostics.ladder.finetune import (
     behaviour_failure,
     chat_examples,
     retriever_pairs,
@@ -19,8 +20,7 @@ from diagnostics.finetune import (
     validate_pairs_jsonl,
     write_jsonl,
 )
-from diagnostics.golden import Case, Expected, GoldenSet
-from diagnostics.tune_embeddings import batches, split_golden, train
+from diagnostics.ladder.tune_embeddings import batches, split_golden, train
 from engine.answer import Answerer, sources_of
 from engine.generation.extractive import ExtractiveGenerator
 from engine.generation.prompt import DECLINE, SYSTEM, user_message

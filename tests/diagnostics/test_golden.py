@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from diagnostics.golden import GoldenSetError, import_beir, load_golden
+from diagnostics.audit.golden import GoldenSetError, import_beir, load_golden
 from tests.conftest import SCIFACT
 
 

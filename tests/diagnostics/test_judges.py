@@ -11,10 +11,10 @@ import pytest
 from core.errors import ConfigError
 from core.settings import Settings
 from core.sparse import Bm25Encoder
-from diagnostics.faithfulness import FaithfulnessScorer
-from diagnostics.judges import judge_card, make_judge
-from diagnostics.learned_judge import LearnedFaithfulnessScorer
-from diagnostics.llm_judge import LLMJudge, parse_reply
+from diagnostics.judges.factory import judge_card, make_judge
+from diagnostics.judges.heuristic import FaithfulnessScorer
+from diagnostics.judges.llm import LLMJudge, parse_reply
+from diagnostics.judges.logistic import LearnedFaithfulnessScorer
 
 CONTEXTS = ["The Eiffel Tower was completed in 1889. It stands in Paris.", "Gustave Eiffel's firm built it."]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from core.settings import Settings
 from core.sparse import Bm25Encoder
-from diagnostics.judges import make_judge
-from diagnostics.learned_judge import FEATURES, MODEL_PATH, LearnedFaithfulnessScorer, load_model
+from diagnostics.judges.factory import make_judge
+from diagnostics.judges.logistic import FEATURES, MODEL_PATH, LearnedFaithfulnessScorer, load_model
 
 
 def test_weights_ship_small_with_their_agreement():

@@ -19,11 +19,11 @@ import pytest
 
 from core.settings import Settings
 from core.sparse import Bm25Encoder
-from diagnostics.faithfulness import FaithfulnessScorer
-from diagnostics.judge import RagasJudge
-from diagnostics.llm_judge import LLMJudge
+from diagnostics.judges.heuristic import FaithfulnessScorer
+from diagnostics.judges.llm import LLMJudge
+from diagnostics.judges.logistic_train import scifact_claim_pairs
+from diagnostics.judges.ragas_metrics import RagasJudge
 from diagnostics.metrics import balanced_accuracy, roc_auc
-from diagnostics.train_judge import scifact_claim_pairs
 from tests.conftest import SHARED
 
 pytestmark = pytest.mark.llm

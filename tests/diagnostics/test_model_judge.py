@@ -1,4 +1,4 @@
-"""The model judge (diagnostics/model_judge.py) and `rag judge train` (diagnostics/judge_train.py).
+"""The model judge (diagnostics/judges/model.py) and `rag judge train` (diagnostics/judges/model_train.py).
 
 Models with known outputs are the shipped MiniLM weights with a fresh head whose weights are zero, so every
 output is the head's bias: the label mapping is checked against exact probabilities.
@@ -16,9 +16,9 @@ import pytest
 from core.embedding import resolve_model_path
 from core.errors import ConfigError
 from core.settings import DEFAULT_EMBEDDING_MODEL, Settings
-from diagnostics.judge_train import Passage, load_labelled, merge, mutate, reorder, synthetic_examples
-from diagnostics.judges import make_judge
-from diagnostics.model_judge import JUDGE_FILE, ModelJudge, context_windows
+from diagnostics.judges.factory import make_judge
+from diagnostics.judges.model import JUDGE_FILE, ModelJudge, context_windows
+from diagnostics.judges.model_train import Passage, load_labelled, merge, mutate, reorder, synthetic_examples
 
 
 @pytest.fixture(scope="module")

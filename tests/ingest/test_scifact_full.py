@@ -7,8 +7,8 @@ import pytest
 
 from core.sparse import Bm25Encoder
 from core.store import open_store
-from diagnostics.audit import Auditor
-from diagnostics.golden import Case, Expected, GoldenSet, import_beir
+from diagnostics.audit.golden import Case, Expected, GoldenSet, import_beir
+from diagnostics.audit.run import Auditor
 from engine.answer import Answerer
 from engine.retrieval import Retriever
 from ingest.pipeline import Ingestor

@@ -25,8 +25,8 @@ A variant sent to the API (`POST /v1/experiments`: TOML text or the same fields 
 name built-in prompts and carry its prompt as `prompt_text`, but no file on the server (a prompt or few-shot
 path) and no endpoint (`base_url`: the service's own are used, with its keys); `parse_variant(trusted=False)`.
 
-Every variant is audited with the service's own code (diagnostics.audit.Auditor) on the same cases; each is
-compared with the first by a paired bootstrap per metric (diagnostics.compare); a winner is named per metric
+Every variant is audited with the service's own code (diagnostics.audit.run.Auditor) on the same cases; each is
+compared with the first by a paired bootstrap per metric (diagnostics.audit.compare); a winner is named per metric
 only when the intervals say so, else "inconclusive"; and the cases whose verdict flipped are listed. Question
 vectors are computed once per embedding model and shared by every variant (CachingEmbedder), so retrieval-only
 variants cost one embedding of the questions in all. Faithfulness is scored with one scorer for every variant
@@ -52,11 +52,11 @@ from core.errors import CollectionNotFoundError, ConfigError, InvalidRequestErro
 from core.settings import COLLECTION_NAME_PATTERN, Settings
 from core.sparse import Bm25Encoder
 from core.store import Store
-from diagnostics.audit import GOOD, Auditor
-from diagnostics.compare import compare
-from diagnostics.faithfulness import Judge
-from diagnostics.golden import GoldenSet
-from diagnostics.judges import make_judge
+from diagnostics.audit.compare import compare
+from diagnostics.audit.golden import GoldenSet
+from diagnostics.audit.run import GOOD, Auditor
+from diagnostics.judges.base import Judge
+from diagnostics.judges.factory import make_judge
 from diagnostics.metrics import paired_bootstrap
 from engine.answer import Answerer
 from engine.generation.extractive import ExtractiveGenerator
@@ -395,7 +395,7 @@ class ExperimentRunner:
         generator = self._generator(variant, s, embedder) if gen else ExtractiveGenerator(embedder, self.bm25)
         judge = None
         if gen and variant.judge is not None:
-            from diagnostics.judge import RagasJudge
+            from diagnostics.judges.ragas_metrics import RagasJudge
 
             judge = RagasJudge(s, self.judge_cache)
         answerer = Answerer(Retriever(self.store, embedder, self.bm25, reranker), generator)
@@ -576,7 +576,7 @@ def to_markdown(result: dict, metrics: Sequence[str] | None = None, max_flipped:
 
 def write_experiment(result: dict, reports: list[dict], out_dir: Path, metrics: Sequence[str] | None = None) -> dict:
     """experiment.json, experiment.md, and each variant's full audit under variants/<name>/."""
-    from diagnostics.report import write_reports
+    from diagnostics.audit.report import write_reports
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,8 @@ import openai
 from core.errors import ConfigError
 from core.settings import Settings
 from core.text import sentences
-from diagnostics.faithfulness import ClaimSupport, Judge
-from diagnostics.judge import JsonlCache
+from diagnostics.judges.base import ClaimSupport, Judge
+from diagnostics.judges.ragas_metrics import JsonlCache
 
 PROMPT_VERSION = "claim-yes-no-v1"
 SYSTEM = (

@@ -1,10 +1,10 @@
-"""The faithfulness judge of audits, chosen by `faithfulness_judge` (one interface: diagnostics.faithfulness.Judge).
+"""The faithfulness judge of audits, chosen by `faithfulness_judge` (one interface: diagnostics.judges.heuristic.Judge).
 
-- heuristic: embedding + lexical evidence, hand-set weights (diagnostics/faithfulness.py); the default.
-- trained: a logistic regression over the same evidence, trained on SciFact claims (diagnostics/learned_judge.py).
-- model: a local cross-encoder or sequence-classification model (diagnostics/model_judge.py): the one at
+- heuristic: embedding + lexical evidence, hand-set weights (diagnostics/judges/heuristic.py); the default.
+- trained: a logistic regression over the same evidence, trained on SciFact claims (diagnostics/judges/logistic.py).
+- model: a local cross-encoder or sequence-classification model (diagnostics/judges/model.py): the one at
   RAG_JUDGE_MODEL_PATH, else the one `rag judge train` built under the data directory.
-- llm: a claim-by-claim prompt to an OpenAI-compatible endpoint (diagnostics/llm_judge.py), with the
+- llm: a claim-by-claim prompt to an OpenAI-compatible endpoint (diagnostics/judges/llm.py), with the
   heuristic deciding any claim the endpoint could not judge.
 Each reports per-claim support with the evidence sentence, and its measured agreement with human labels.
 """
@@ -18,8 +18,9 @@ from core.embedding import Embedder
 from core.errors import ConfigError
 from core.settings import Settings
 from core.sparse import Bm25Encoder
-from diagnostics.faithfulness import FaithfulnessScorer, Judge
-from diagnostics.learned_judge import LearnedFaithfulnessScorer, load_model
+from diagnostics.judges.base import Judge
+from diagnostics.judges.heuristic import FaithfulnessScorer
+from diagnostics.judges.logistic import LearnedFaithfulnessScorer, load_model
 
 KINDS = ("heuristic", "trained", "model", "llm")
 
@@ -46,11 +47,11 @@ def make_judge(settings: Settings, embedder: Embedder, bm25: Bm25Encoder, kind: 
                 "faithfulness_judge='model' needs a model: set RAG_JUDGE_MODEL_PATH to a local cross-encoder or "
                 "sequence-classification model, or build one with `rag judge train`"
             )
-        from diagnostics.model_judge import ModelJudge
+        from diagnostics.judges.model import ModelJudge
 
         return ModelJudge.load(path, label=settings.judge_model_label, threshold=settings.judge_model_threshold)
     if kind == "llm":
-        from diagnostics.llm_judge import LLMJudge
+        from diagnostics.judges.llm import LLMJudge
 
         return LLMJudge(settings, settings.data_dir / "llm_judge_cache.jsonl", FaithfulnessScorer(embedder, bm25))
     raise ConfigError(f"unknown faithfulness judge {kind!r}; one of {', '.join(KINDS)}")

@@ -4,8 +4,8 @@ run of the claim's words in one sentence, numbers, names and negations the conte
 
 It has the FaithfulnessScorer interface (`score_claims`, `score_answer`, `name`, `threshold`), so the audit
 uses it in place of the hand-weighted heuristic. Its weights are a few KB of JSON in the package
-(diagnostics/models/faithfulness_lr.json), trained by `python -m diagnostics.train_judge` on SciFact claims
-train (never QAGS); the threshold is chosen on SciFact claims train, and `agreement` holds its measured
+(diagnostics/judges/models/faithfulness_lr.json), trained by `python -m diagnostics.judges.logistic_train` on
+SciFact claims train (never QAGS); the threshold is chosen on SciFact claims train, and `agreement` holds its measured
 agreement with human labels (benchmarks/faithfulness_agreement.py --write-agreement writes it).
 
 Measured: SciFact claims dev balanced accuracy 0.740, ROC AUC 0.805 (the heuristic: 0.722 / 0.792); QAGS
@@ -26,7 +26,8 @@ import numpy as np
 from core.embedding import Embedder
 from core.sparse import Bm25Encoder
 from core.text import sentences
-from diagnostics.faithfulness import NAME, NEGATION, NUMBER, ClaimSupport, FaithfulnessScorer, split_claims
+from diagnostics.judges.base import NAME, NEGATION, NUMBER, ClaimSupport, split_claims
+from diagnostics.judges.heuristic import FaithfulnessScorer
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "faithfulness_lr.json"
 FEATURES = (

@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Sequence
 from core.settings import Settings
 from core.sparse import Bm25Encoder
 from core.store import Store
-from diagnostics.golden import Case, GoldenSet
+from diagnostics.audit.golden import Case, GoldenSet
 from engine.answer import sources_of
 from engine.generation.citations import CITATION
 from engine.generation.prompt import DECLINE, build_messages, load_fewshot, system_prompt

@@ -1,6 +1,6 @@
-"""Retrain the offline faithfulness judge (diagnostics/models/faithfulness_lr.json).
+"""Retrain the offline faithfulness judge (diagnostics/judges/models/faithfulness_lr.json).
 
-    python -m diagnostics.train_judge [--data ../shared/data] [--synthetic 2400] [--out PATH]
+    python -m diagnostics.judges.logistic_train [--data ../shared/data] [--synthetic 2400] [--out PATH]
 
 Training data, never QAGS (held out for agreement reporting):
 - SciFact claims train: a claim against the abstract it cites; supported = SUPPORT evidence, unsupported =
@@ -28,11 +28,11 @@ from core.embedding import get_embedder
 from core.settings import Settings
 from core.sparse import Bm25Encoder
 from core.text import sentences
-from diagnostics.judge_train import mutate, shorten
-from diagnostics.learned_judge import FEATURES, MODEL_PATH, _ctx_sentences, claim_features
+from diagnostics.judges.logistic import FEATURES, MODEL_PATH, _ctx_sentences, claim_features
+from diagnostics.judges.model_train import mutate, shorten
 from diagnostics.metrics import balanced_accuracy, roc_auc
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path("../shared/data")  # relative to the working directory: run from the repository root
 NAME_VERSION = "offline-lr-judge-v1"
 
 

@@ -1,6 +1,6 @@
 """A faithfulness judge that is a local model: any sentence-transformers CrossEncoder or Hugging Face
 sequence-classification model on disk (MiniCheck, HHEM, an NLI model, or the consistency cross-encoder
-`rag judge train` builds from your own corpus, diagnostics/judge_train.py).
+`rag judge train` builds from your own corpus, diagnostics/judges/model_train.py).
 
 Each claim is the hypothesis, a window of the contexts the premise: every sentence, and runs of 2 and 3
 sentences of one context. The windows sharing the most content words with the claim (`max_windows` of them)
@@ -24,7 +24,7 @@ import numpy as np
 
 from core.errors import ConfigError
 from core.text import sentences
-from diagnostics.faithfulness import ClaimSupport, Judge
+from diagnostics.judges.base import ClaimSupport, Judge
 
 JUDGE_FILE = "judge.json"
 # Names that mean 'the hypothesis follows from the premise', tried when no label is given.

@@ -21,7 +21,7 @@ from core.errors import ConfigError
 from core.settings import Settings
 from core.sparse import Bm25Encoder
 from core.store import Store
-from diagnostics.golden import GoldenSet
+from diagnostics.audit.golden import GoldenSet
 
 
 def split_golden(golden: GoldenSet, holdout: float = 0.2, salt: str = "") -> tuple[GoldenSet, GoldenSet]:

@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 from typing import Callable, Iterable
 
 from core.store import Store
-from diagnostics.attribution import (
+from diagnostics.audit.attribution import (
     GOOD,
     LEVERS,
     LOST_STAGES,
@@ -26,9 +26,9 @@ from diagnostics.attribution import (
     verdict,
     where_lost,
 )
-from diagnostics.faithfulness import Judge, split_claims
-from diagnostics.golden import Case, Expected, GoldenSet
-from diagnostics.ingest_records import failed_files, failure_for
+from diagnostics.audit.golden import Case, Expected, GoldenSet
+from diagnostics.audit.ingest_records import failed_files, failure_for
+from diagnostics.judges.base import Judge, split_claims
 from diagnostics.metrics import bootstrap_ci, case_metrics, dedupe, mean
 from engine.answer import Answerer, Generation
 from engine.generation.citations import CITATION
@@ -94,8 +94,8 @@ def _stage_ranks(doc_id: str, stages: dict[str, StageList]) -> dict[str, StageRa
 
 class Auditor:
     def __init__(self, answerer: Answerer, store: Store, scorer: Judge | None = None, judge=None):
-        """`scorer`: the faithfulness judge (diagnostics/judges.py: claims, faithfulness, correctness); `judge`: an
-        optional RagasJudge for LLM-judged metrics, whose faithfulness then decides `unsupported_claims`."""
+        """`scorer`: the faithfulness judge (diagnostics/judges/factory.py: claims, faithfulness, correctness);
+        `judge`: an optional RagasJudge for LLM-judged metrics, whose faithfulness then decides `unsupported_claims`."""
         self.answerer, self.store, self.scorer, self.judge = answerer, store, scorer, judge
 
     def run(

@@ -10,8 +10,6 @@ benchmarks/faithfulness_agreement.py reports its agreement with human labels (QA
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -19,63 +17,18 @@ import numpy as np
 from core.embedding import Embedder
 from core.sparse import Bm25Encoder
 from core.text import sentences
-from engine.generation.citations import CITATION
+from diagnostics.judges.base import NAME, NEGATION, NUMBER, ClaimSupport, Judge, split_claims
 
-NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z]{2,}\b")
-NEGATION = re.compile(r"\b(?:not|no|never|none|neither|nor|without|cannot|lack|lacks|absent|fails?)\b|n't\b", re.I)
+__all__ = ["FaithfulnessScorer", "ClaimSupport", "Judge", "split_claims", "THRESHOLD"]
+
 W_COS, W_TERMS, P_NUMBER, P_NAME, P_NEGATION = 0.55, 0.45, 0.25, 0.15, 0.2
 # Set a priori. The best threshold on SciFact claims train is 0.53, which gives the same dev balanced
 # accuracy within 0.003 (benchmarks/faithfulness_agreement.py); neither transfers to QAGS (see README).
 THRESHOLD = 0.6
 
 
-@dataclass
-class ClaimSupport:
-    claim: str
-    score: float
-    supported: bool
-    source: int | None  # 1-based number of the context holding the best evidence
-    evidence: str | None
-    cosine: float | None = None  # the heuristic judges' evidence; None for the model and LLM judges
-    term_coverage: float | None = None
-    missing_numbers: list[str] = field(default_factory=list)
-    missing_names: list[str] = field(default_factory=list)
-    negation_mismatch: bool = False
-    judged_by: str | None = None  # set when another judge than the configured one decided (a fallback)
-
-
-def split_claims(answer: str) -> list[str]:
-    """Sentences of an answer, citations removed, fragments of under 3 words dropped."""
-    return sentences(CITATION.sub("", answer), min_words=3)
-
-
 def _sentences(text: str) -> list[str]:
     return sentences(text, min_words=3) or [text]
-
-
-class Judge:
-    """The one faithfulness-judge interface (diagnostics/judges.py picks one by setting).
-
-    `score_claims` gives, per claim, a score in [0, 1], `supported` (score >= threshold), and the evidence
-    sentence with the number of the context holding it. `agreement` holds the judge's measured agreement with
-    human labels ({data set: {pairs, balanced_accuracy, roc_auc}}), empty when it was never measured.
-    """
-
-    name: str = "judge"
-    threshold: float = 0.5
-    agreement: dict = {}
-
-    def score_claims(self, claims: Sequence[str], contexts: Sequence[str]) -> list[ClaimSupport]:
-        raise NotImplementedError
-
-    def score_answer(self, answer: str, contexts: Sequence[str]) -> dict:
-        """{"claims": [...], "faithfulness": share of claims supported, "unsupported": count}."""
-        claims = self.score_claims(split_claims(answer), contexts)
-        if not claims:
-            return {"claims": [], "faithfulness": None, "unsupported": 0}
-        supported = sum(c.supported for c in claims)
-        return {"claims": claims, "faithfulness": supported / len(claims), "unsupported": len(claims) - supported}
 
 
 class FaithfulnessScorer(Judge):

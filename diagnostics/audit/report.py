@@ -7,7 +7,7 @@ import html
 import json
 from pathlib import Path
 
-from diagnostics.audit import GOOD, LOST_STAGES
+from diagnostics.audit.run import GOOD, LOST_STAGES
 
 
 def write_reports(report: dict, out_dir: Path) -> dict[str, Path]:

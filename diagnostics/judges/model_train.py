@@ -1,4 +1,4 @@
-"""Train a consistency judge from your own corpus, FactCC-style (`rag judge train`; diagnostics/model_judge.py
+"""Train a consistency judge from your own corpus, FactCC-style (`rag judge train`; diagnostics/judges/model.py
 loads the result).
 
 Examples are made from passages of the corpus (a collection's chunks, or the documents of files given):
@@ -29,8 +29,8 @@ import numpy as np
 from core.embedding import resolve_model_path
 from core.settings import DEFAULT_EMBEDDING_MODEL
 from core.text import sentences
+from diagnostics.judges.model import JUDGE_FILE, ModelJudge, best_windows, context_windows, terms
 from diagnostics.metrics import balanced_accuracy, roc_auc
-from diagnostics.model_judge import JUDGE_FILE, ModelJudge, best_windows, context_windows, terms
 
 AUX = re.compile(r"\b(is|are|was|were|can|may|does|did|has|have|will|could|should)\b")
 NUM = re.compile(r"\b\d+(?:\.\d+)?\b")

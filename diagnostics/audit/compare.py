@@ -3,7 +3,7 @@ whose verdict flipped. A small golden set is usually inconclusive, and the label
 
 from __future__ import annotations
 
-from diagnostics.audit import GOOD
+from diagnostics.audit.run import GOOD
 from diagnostics.metrics import paired_bootstrap
 
 
