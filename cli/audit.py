@@ -88,16 +88,31 @@ def golden_stubs(
     out.print(f"appended {len(stubs)} stubs to {out_path}")
 
 
-def _parse_gates(gates: list[str]) -> dict[str, float]:
+GATE_METRICS = ("mrr", "hit@", "recall@", "precision@", "ndcg@", "span_recall@", "faithfulness", "reference_coverage")
+
+
+def _parse_gates(gates: list[str], ks: list[int] | None = None) -> dict[str, float]:
+    """{metric: minimum}; metric names are case-insensitive (nDCG@10 = ndcg@10) and checked before the run, so
+    a misspelt gate fails at once with the names it could be, not after a long audit."""
     parsed = {}
     for g in gates:
         name, sep, value = g.partition("=")
         try:
-            parsed[name.strip()] = float(value)
+            parsed[name.strip().lower()] = float(value)
         except ValueError:
             sep = ""
         if not sep:
             err.print(f"[bold red]error[/]: --fail-under takes METRIC=VALUE, e.g. ndcg@10=0.6 (got {g!r})")
+            raise typer.Exit(EXIT_ERROR)
+    for name in parsed:
+        base, at, k = name.partition("@")
+        known = (name in GATE_METRICS) if not at else (f"{base}@" in GATE_METRICS and k.isdigit())
+        if known and at and ks is not None and int(k) not in ks:
+            err.print(f"[bold red]error[/]: --fail-under {name}: the audit measures k in {ks}; add it with --k")
+            raise typer.Exit(EXIT_ERROR)
+        if not known:
+            names = ", ".join(m + ("K" if m.endswith("@") else "") for m in GATE_METRICS)
+            err.print(f"[bold red]error[/]: --fail-under: no metric {name!r}; the metrics are {names}")
             raise typer.Exit(EXIT_ERROR)
     return parsed
 
@@ -138,8 +153,8 @@ def audit(
     from diagnostics.judges.factory import make_judge
 
     settings = settings_for(collection)
-    gates = _parse_gates(fail_under)
     ks = parse_ks(k)
+    gates = _parse_gates(fail_under, ks)
     with errors():
         gold = load_golden(golden)
         base = json.loads(baseline.read_text()) if baseline else None
@@ -184,10 +199,11 @@ def audit(
             )
         )
     out.print(f"reports: {paths['md']}, {paths['html']}, {paths['json']} ({report['seconds']} s)")
+    overall = report["overall"]
     failed = [
-        f"{n} {report['overall'][n]['mean'] or 0:.3f} < {v}"
+        f"{n} {overall[n]['mean'] or 0:.3f} < {v}" if n in overall else n
         for n, v in gates.items()
-        if n not in report["overall"] or report["overall"][n]["mean"] is None or report["overall"][n]["mean"] < v
+        if n not in overall or overall[n]["mean"] is None or overall[n]["mean"] < v
     ]
     if failed:
         err.print(

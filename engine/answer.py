@@ -7,11 +7,12 @@ decides what retrieval searches and the generator answers, and the result carrie
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol, Sequence
 
-from engine.generation.citations import check_citations
+from engine.generation.citations import CITATION, check_citations
 from engine.generation.llm import GenerationError
 from engine.generation.prompt import DECLINE
 from engine.retrieval import Context, RetrievalParams, RetrievalResult, Retriever
@@ -70,8 +71,19 @@ def finish(raw: str, contexts: Sequence[Context], generator: str) -> Generation:
         c = contexts[n - 1]
         snippet = c.text if len(c.text) <= 300 else c.text[:297] + "..."
         citations.append(Citation(n, c.doc_id, c.chunk_id, c.title, c.source, c.start, c.end, snippet))
-    declined = DECLINE.lower().rstrip(".") in checked.text.lower()
-    return Generation(generator, checked.text, citations, checked.invalid, declined)
+    return Generation(generator, checked.text, citations, checked.invalid, is_decline(checked.text))
+
+
+def is_decline(answer: str) -> bool:
+    """The answer declines: it says the decline sentence and nothing else of substance. An answer that holds the
+    decline sentence beside a made-up answer ("The sources do not contain the answer. But it is 42.") is an
+    answer, not a decline."""
+    text = " ".join(CITATION.sub("", answer).split()).lower()
+    marker = DECLINE.lower().rstrip(".")
+    if marker not in text:
+        return False
+    rest = text.replace(marker, " ")
+    return len(re.findall(r"\w+", rest)) <= 3
 
 
 class Answerer:

@@ -15,23 +15,16 @@ from dataclasses import asdict, replace
 from typing import Callable, Iterable
 
 from core.store import Store
-from diagnostics.audit.attribution import (
-    GOOD,
-    LEVERS,
-    LOST_STAGES,
-    Evidence,
-    Pipeline,
-    StageRank,
-    dominant,
-    verdict,
-    where_lost,
-)
+from diagnostics.audit.attribution import LOST_STAGES, Evidence, Pipeline, StageRank, where_lost
+from diagnostics.audit.correctness import correctness, token_f1
 from diagnostics.audit.golden import Case, Expected, GoldenSet
 from diagnostics.audit.ingest_records import failed_files, failure_for
-from diagnostics.judges.base import Judge, split_claims
+from diagnostics.audit.labels import doc_chunks, duplicate_sources, holding, similar_id, stale_reason
+from diagnostics.audit.levers import LEVERS, Config
+from diagnostics.audit.verdicts import GOOD, case_lever, dominant, verdict
+from diagnostics.judges.base import Judge, judge_card
 from diagnostics.metrics import bootstrap_ci, case_metrics, dedupe, mean
 from engine.answer import Answerer, Generation
-from engine.generation.citations import CITATION
 from engine.params import RetrievalParams
 from engine.retrieval import Context, StageList
 from engine.rewrite import Rewrite, join_previous
@@ -39,22 +32,10 @@ from engine.rewrite import Rewrite, join_previous
 __all__ = ["GOOD", "LEVERS", "LOST_STAGES", "Auditor", "summarize", "token_f1", "verdict", "where_lost"]
 
 SCHEMA_VERSION = 1
-CORRECT_COSINE, CORRECT_F1 = 0.7, 0.5  # kept for the report's similarity figures; correctness is coverage
 
 
 def _tokens(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
-
-
-def token_f1(a: str, b: str) -> float:
-    ta, tb = _tokens(a), _tokens(b)
-    if not ta or not tb:
-        return 0.0
-    common = sum(min(ta.count(t), tb.count(t)) for t in set(ta))
-    if common == 0:
-        return 0.0
-    p, r = common / len(ta), common / len(tb)
-    return 2 * p * r / (p + r)
 
 
 def _norm(text: str) -> str:
@@ -83,11 +64,20 @@ def _anchor_covered(e: Expected, ctxs: list[Context]) -> tuple[bool, bool]:
     return pos >= hi, overlap and pos < hi
 
 
-def _stage_ranks(doc_id: str, stages: dict[str, StageList]) -> dict[str, StageRank]:
+def _stage_ranks(doc_id: str, stages: dict[str, StageList], chunks: set[str] | None = None) -> dict[str, StageRank]:
+    """The document's rank in each stage, and the rank of its best chunk, or, with `chunks` (the chunks holding
+    the golden quote/span), of the best of those: the passage that answers, not the document's best match."""
     out = {}
     for name, stage in stages.items():
         docs = dedupe([d for _, d, _ in stage.hits])
-        chunk = next((i for i, (_, d, _) in enumerate(stage.hits, 1) if d == doc_id), None)
+        chunk = next(
+            (
+                i
+                for i, (cid, d, _) in enumerate(stage.hits, 1)
+                if d == doc_id and (chunks is None or str(cid) in chunks)
+            ),
+            None,
+        )
         out[name] = StageRank(docs.index(doc_id) + 1 if doc_id in docs else None, chunk)
     return out
 
@@ -121,11 +111,26 @@ class Auditor:
             "indexed": set(self.store.index_state(collection)),
             "corpus": corpus,
             "failures": failed_files(ingest_records or []),
-            "pipeline": Pipeline(params.mode, params.top_k, params.rerank),
+            "pipeline": Pipeline(
+                params.mode, params.top_k, params.rerank, params.rerank_candidates if params.rerank else None
+            ),
         }
+        config = Config(
+            mode=params.mode,
+            fusion=params.fusion,
+            cut=params.top_k,
+            rerank=params.rerank,
+            reranker=self.answerer.retriever.reranker is not None,
+            window=params.rerank_candidates if params.rerank else None,
+            generator=(
+                None if not generate else "extractive" if self.answerer.generator.name == "extractive" else "llm"
+            ),
+        )
         cases = []
         for case in golden.cases:
-            cases.append(self._case(case, collection, params, ks, generate, ctx))
+            c = self._case(case, collection, params, ks, generate, ctx)
+            c["lever"] = case_lever(c, config)
+            cases.append(c)
             if progress:
                 progress(1)
         decided_by = None
@@ -147,6 +152,7 @@ class Auditor:
                 "rerank": params.rerank,
                 "rerank_candidates": params.rerank_candidates if params.rerank else None,
                 "reranker": getattr(self.answerer.retriever.reranker, "name", None) if params.rerank else None,
+                "reranker_configured": self.answerer.retriever.reranker is not None,
                 "generator": self.answerer.generator.name if generate else None,
                 "faithfulness_scorer": self.scorer.name if (generate and self.scorer) else None,
                 "judge": self.judge.name if (generate and self.judge) else None,
@@ -158,7 +164,7 @@ class Auditor:
             "cases": cases,
             "seconds": 0.0,
         }
-        report.update(summarize(cases, ks))
+        report.update(summarize(cases, ks, config))
         if decided_by:
             report["summary"]["text"] += f" Unsupported claims decided by {decided_by['text']}."
         report["seconds"] = round(time.perf_counter() - t0, 2)
@@ -218,15 +224,36 @@ class Auditor:
         missed = [d for d in case.relevance if d not in cut_docs]
         if rw is None or not missed:
             return {}
-        other = join_previous(case.question, case.history)[0] if rw.standalone else case.question
-        if other == rw.query:
-            return {}
-        found = self.answerer.retriever.retrieve(collection, other, params)
-        other_cut = {c.doc_id for c in found.contexts}
-        kept = set(_tokens(rw.query))
-        lost_words = [] if rw.standalone else list(dict.fromkeys(w for w in _tokens(case.question) if w not in kept))
+        joined = join_previous(case.question, case.history)[0]
+        # The other ways of asking: searched as asked -> joined to the conversation; rewritten -> the question as
+        # asked, then joined to the conversation (a subject carried in the history that the rewrite dropped).
+        others = [joined] if rw.standalone else [case.question, joined]
         info = {"standalone": rw.standalone, "query": rw.query, "method": rw.method}
-        return {d: {"rewrite": info, "other_in_cut": d in other_cut, "lost_words": lost_words} for d in missed}
+        tried = [o for o in dict.fromkeys(others) if o != rw.query]
+        if not tried:
+            return {}
+        found_by: dict[str, str] = {}
+        for other in tried:
+            hits = {c.doc_id for c in self.answerer.retriever.retrieve(collection, other, params).contexts}
+            found_by.update({d: other for d in missed if d in hits and d not in found_by})
+            if len(found_by) == len(missed):
+                break
+        kept = set(_tokens(rw.query))
+        out = {}
+        for d in missed:
+            other = found_by.get(d)
+            lost_words = []
+            if other is not None and not rw.standalone:
+                lost_words = list(dict.fromkeys(w for w in _tokens(other) if w not in kept and len(w) > 2))
+                lost_words = [w for w in lost_words if w in set(_tokens(case.question)) | self._subject(case)]
+            out[d] = {"rewrite": info, "other_in_cut": other is not None, "lost_words": lost_words}
+            if other is not None and other != case.question:
+                out[d]["other_query"] = other
+        return out
+
+    def _subject(self, case: Case) -> set[str]:
+        """Content words of the conversation's user turns (where a dropped subject comes from)."""
+        return {w for turn in case.history if turn.role == "user" for w in _tokens(turn.text) if len(w) > 3}
 
     def _case(self, case: Case, collection, params: RetrievalParams, ks, generate, ctx) -> dict:
         # A turn of a conversation: the service's rewrite stage decides what is searched (and answered).
@@ -238,8 +265,26 @@ class Auditor:
         rel = case.relevance
         extra = self._rewrite_evidence(case, rw, collection, params, cut_docs)
         lost, satisfied = [], set()
+        shown_passages: dict[str, list[int]] = {}
+        for note in duplicate_sources(case.expected):
+            lost.append({"doc_id": None, "stage": None, "uncertain": f"golden set: {note}; the highest grade counts"})
         for doc_id in rel:
+            indexed = doc_id in ctx["indexed"]
             anchors = [e for e in case.expected if e.doc_id == doc_id and (e.quote or e.span)]
+            stale_label, holders = None, None
+            if anchors and indexed:  # the label checked against the stored document, not trusted
+                chunks = doc_chunks(self.store, collection, doc_id)
+                reasons = [stale_reason(e, chunks) for e in anchors]
+                live = [e for e, r in zip(anchors, reasons) if r is None]
+                if not live:
+                    stale_label = "; ".join(r for r in reasons if r)
+                elif len(live) < len(anchors):
+                    note = (
+                        f"{doc_id}: {len(anchors) - len(live)} of {len(anchors)} quotes/spans are not in the document"
+                    )
+                    lost.append({"doc_id": doc_id, "stage": None, "uncertain": note})
+                anchors = live
+                holders = set().union(*(holding(e, chunks) for e in live)) if live else None
             covered = [_anchor_covered(e, shown) for e in anchors]
             passage_rank = None
             if anchors and not any(c for c, _ in covered):
@@ -249,24 +294,35 @@ class Auditor:
                 )
             ev = Evidence(
                 doc_id=doc_id,
-                ranks=_stage_ranks(doc_id, stages),
+                ranks=_stage_ranks(doc_id, stages, holders),
                 in_cut=doc_id in cut_docs,
-                indexed=doc_id in ctx["indexed"],
+                indexed=indexed,
                 in_corpus=None if ctx["corpus"] is None else doc_id in ctx["corpus"],
                 ingest_failure=failure_for(doc_id, ctx["failures"]),
                 anchored=bool(anchors),
                 anchor_covered=not anchors or any(c for c, _ in covered),
                 anchor_partial=any(p for _, p in covered),
                 passage_rank=passage_rank,
+                stale_label=stale_label,
                 extra=extra.get(doc_id, {}),
             )
             item = where_lost(ev, ctx["pipeline"])
             if item is None:
                 satisfied.add(doc_id)
+                if anchors:
+                    shown_passages[doc_id] = [
+                        i
+                        for i, c in enumerate(shown, 1)
+                        if c.doc_id == doc_id and (holders is None or str(c.chunk_id) in holders)
+                    ] or [i for i, c in enumerate(shown, 1) if c.doc_id == doc_id]
                 if ev.anchor_partial and not all(c for c, _ in covered):
                     item_note = f"{doc_id}: an expected span is only partly inside the chunks shown"
                     lost.append({"doc_id": doc_id, "stage": None, "uncertain": item_note})
             else:
+                if item["stage"] == "not_in_corpus" and item.get("uncertain"):
+                    near = similar_id(doc_id, ctx["indexed"])
+                    if near:
+                        item["uncertain"] += f"; the index holds a similar id, {near!r}: a misspelt label?"
                 lost.append(item)
         notes = [x for x in lost if x["stage"] is None]
         lost = [x for x in lost if x["stage"] is not None]
@@ -298,8 +354,9 @@ class Auditor:
         gen = None
         if generate:
             gen = self._generation(searched, shown)
+            out["timings_ms"] = {**timings, **gen.pop("timings_ms", {})}  # every stage, generation and judge too
             out["generation"] = gen
-        v = verdict(rel, lost, satisfied, gen)
+        v = verdict(rel, lost, satisfied, gen, shown_passages)
         out["verdict"], out["verdict_detail"] = v["verdict"], v["detail"]
         out["uncertain"] = v["uncertain"] + [x["uncertain"] for x in notes]
         return out
@@ -315,6 +372,7 @@ class Auditor:
         }
 
     def _generation(self, case: Case, shown: list[Context]) -> dict:
+        t0 = time.perf_counter()
         try:
             g = self.answerer.generate(case.question, shown)
         except Exception as exc:  # our own code (prompt building, citation parsing), not the endpoint
@@ -322,6 +380,8 @@ class Auditor:
                 self.answerer.generator.name,
                 error={"code": "internal_error", "message": f"{type(exc).__name__}: {str(exc)[:300]}"},
             )
+        t1 = time.perf_counter()
+        gen_ms = round((t1 - t0) * 1000, 3)
         out = {
             "generator": g.generator,
             "answer": g.answer,
@@ -354,40 +414,14 @@ class Auditor:
                     [] if v >= 1.0 else [{"claim": f"{self.judge.name} judged the answer {v:.2f} faithful"}]
                 )
         if case.answer and g.answer and not g.error and not g.declined and scorer:
-            out["correctness"] = self._correctness(g.answer, case.answer)
+            out["correctness"] = correctness(scorer, g.answer, case.answer, margin)
+        if scorer is not None:
+            out["judge_card"] = judge_card(scorer.name, getattr(scorer, "agreement", None))
+        out["timings_ms"] = {"generation": gen_ms, "judge": round((time.perf_counter() - t1) * 1000, 3)}
         return out
 
-    def _correctness(self, answer: str, reference: str) -> dict:
-        """Does the answer state the reference's facts? Each reference claim must be supported by some answer
-        sentence (the offline judge, the answer's sentences as its material). Answer sentences that support
-        no reference claim are reported as `extra` (a behaviour signal: verbose, not wrong)."""
-        scorer = self.scorer
-        margin = getattr(scorer, "margin", 0.05)
-        ref_claims = split_claims(reference) or [reference.strip()]
-        ans_claims = split_claims(answer) or [CITATION.sub("", answer).strip()]
-        covered = scorer.score_claims(ref_claims, ans_claims)
-        back = scorer.score_claims(ans_claims, [reference])
-        n_cov = sum(c.supported for c in covered)
-        plain = " ".join(ans_claims)
-        v = self.answerer.retriever.embedder.encode([plain, reference])
-        return {
-            "correct": n_cov == len(ref_claims),
-            "coverage": round(n_cov / len(ref_claims), 4),
-            "covered": n_cov,
-            "reference_claims": len(ref_claims),
-            "missing": [c.claim for c in covered if not c.supported],
-            "extra": [c.claim for c in back if not c.supported],
-            "token_f1": round(token_f1(plain, reference), 4),
-            "cosine": round(float(v[0] @ v[1]), 4),
-            "uncertain": [
-                f"reference claim near the judge's threshold: {c.claim[:100]}"
-                for c in covered
-                if abs(c.score - scorer.threshold) < margin
-            ],
-        }
 
-
-def summarize(cases: list[dict], ks: list[int]) -> dict:
+def summarize(cases: list[dict], ks: list[int], config: Config | None = None) -> dict:
     """Overall metrics with bootstrap 95% intervals, the where-lost breakdown, verdicts, and the lever (from
     the failing cases only)."""
 
@@ -433,5 +467,5 @@ def summarize(cases: list[dict], ks: list[int]) -> dict:
         "verdicts": verdicts,
         "unmeasured": unmeasured,
         "judge_unmeasured": judge_unmeasured,
-        "summary": dominant(cases),
+        "summary": dominant(cases, config),
     }

@@ -58,3 +58,27 @@ class Judge:
             return {"claims": [], "faithfulness": None, "unsupported": 0}
         supported = sum(c.supported for c in claims)
         return {"claims": claims, "faithfulness": supported / len(claims), "unsupported": len(claims) - supported}
+
+
+# A judge whose balanced accuracy against human labels reaches this on every set it was measured on is taken to
+# tell entailment (a contradiction, a wrong number, a paraphrase); below it, its verdicts are marked uncertain.
+TRUSTED_BALANCED_ACCURACY = 0.75
+
+
+def agreement_text(agreement: dict | None) -> str:
+    """'balanced accuracy 0.529 on qags_cnndm, 0.719 on scifact_claims_dev' (or that it was never measured)."""
+    if not agreement:
+        return "whose agreement with human labels was never measured"
+    parts = [f"{a.get('balanced_accuracy')} on {name}" for name, a in agreement.items()]
+    return "balanced accuracy with human labels " + ", ".join(parts)
+
+
+def trusted(agreement: dict | None) -> bool:
+    """Measured on at least one human-labelled set, and at or above TRUSTED_BALANCED_ACCURACY on every one."""
+    scores = [a.get("balanced_accuracy") for a in (agreement or {}).values()]
+    return bool(scores) and all(s is not None and s >= TRUSTED_BALANCED_ACCURACY for s in scores)
+
+
+def judge_card(name: str, agreement: dict | None) -> dict:
+    """What a report says of the judge that decided: its name, whether it can be trusted on entailment, and why."""
+    return {"name": name, "trusted": trusted(agreement), "agreement_text": agreement_text(agreement)}

@@ -60,7 +60,7 @@ def test_audit_writes_reports_and_gates(docs_store, tmp_path):
             "--baseline",
             str(tmp_path / "a" / "report.json"),
             "--fail-under",
-            "ndcg@10=0.999",
+            "nDCG@10=0.999",  # metric names are case-insensitive
         ],
         docs_store,
     )
@@ -79,6 +79,12 @@ def test_audit_errors_are_messages(docs_store, tmp_path):
     assert res.returncode == 2 and "collection_not_found" in res.stderr
     res = rag(["audit", str(bad), "--fail-under", "ndcg"], docs_store)
     assert res.returncode == 2 and "METRIC=VALUE" in res.stderr
+    # a metric spelt another way: a clear error before the run, never a KeyError
+    good = ROOT / "examples" / "golden-docs.jsonl"
+    res = rag(["audit", str(good), "-c", "docs", "--fail-under", "nDCG@7=0.5", "--out", str(tmp_path)], docs_store)
+    assert res.returncode == 2 and "--k" in res.stderr and "Traceback" not in res.stderr
+    res = rag(["audit", str(good), "-c", "docs", "--fail-under", "ndgc@10=0.5", "--out", str(tmp_path)], docs_store)
+    assert res.returncode == 2 and "no metric 'ndgc@10'" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_golden_import_and_stubs(tmp_path, docs_store):

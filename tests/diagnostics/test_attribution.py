@@ -7,21 +7,18 @@ import json
 import pytest
 
 from diagnostics.audit.attribution import (
-    GOOD,
-    LEVERS,
     LOST_STAGES,
     NOT_INDEXED_UNCERTAIN,
     RULES,
-    VERDICTS,
     Evidence,
     Pipeline,
     StageRank,
-    dominant,
     rule_candidates,
-    verdict,
     where_lost,
 )
 from diagnostics.audit.ingest_records import failed_files, failure_for, load_ingest_records
+from diagnostics.audit.levers import LEVERS
+from diagnostics.audit.verdicts import GOOD, VERDICTS, dominant, verdict
 
 HYBRID = Pipeline("hybrid", cut=5)
 R = StageRank
@@ -109,31 +106,63 @@ def test_below_cut_when_no_stage_had_it_inside():
     assert stage(ev(ranks=ranks)) == "below_cut"
 
 
-def test_dropped_by_reranker_only_from_inside_the_cut():
-    p = Pipeline("hybrid", 5, rerank=True)
+def test_dropped_by_reranker_from_inside_its_window():
+    p = Pipeline("hybrid", 5, rerank=True, window=30)
     ranks = {"sparse": R(3, 3), "dense": R(4, 4), "fused": R(2, 2), "rerank": R(20, 28)}
     item = where_lost(ev(ranks=ranks), p)
     assert item["stage"] == "dropped_by_reranker" and "rank 2 before" in item["reason"]
-    # outside the cut before the reranker: the reranker did not lose it
+    # fused 9: outside the cut but inside the window the reranker reorders: the reranker owned it
     ranks = {"sparse": R(8, 9), "dense": R(7, 8), "fused": R(8, 9), "rerank": R(20, 28)}
-    assert stage(ev(ranks=ranks), p) == "below_cut"
-    # outside the rerank window altogether
+    assert stage(ev(ranks=ranks), p) == "dropped_by_reranker"
+    # outside the rerank window altogether, and no retriever had it within reach: ranking, not the reranker
     ranks = {"sparse": R(40, 60), "dense": R(None, None), "fused": R(40, 60)}
     assert stage(ev(ranks=ranks), p) == "below_cut"
 
 
+def test_issue_17_fused_inside_the_window_is_the_rerankers():
+    """Rerank on (window 30, cut 5): sparse rank 1, fused 8, reranked 12. Fused 8 was inside the reranker's
+    window, so the reranker lost it, not fusion (the old rule compared the fused rank with the cut)."""
+    p = Pipeline("hybrid", 5, rerank=True, window=30)
+    ranks = {"sparse": R(1, 1), "dense": R(None, None), "fused": R(8, 8), "rerank": R(12, 12)}
+    item = where_lost(ev(ranks=ranks), p)
+    assert item["stage"] == "dropped_by_reranker" and "window of 30" in item["reason"]
+
+
 def test_fusion_first_then_reranker():
-    p = Pipeline("hybrid", 5, rerank=True)
+    p = Pipeline("hybrid", 5, rerank=True, window=10)
     ranks = {"sparse": R(1, 1), "dense": R(None, None), "fused": R(12, 15), "rerank": R(10, 12)}
-    assert stage(ev(ranks=ranks), p) == "dropped_by_fusion"
+    item = where_lost(ev(ranks=ranks), p)
+    assert item["stage"] == "dropped_by_fusion" and "window (10)" in item["reason"]
+
+
+def test_a_reranking_pipeline_needs_its_window():
+    with pytest.raises(ValueError, match="window"):
+        Pipeline("hybrid", 5, rerank=True)
+    assert Pipeline("hybrid", 5).reach == 5 and Pipeline("hybrid", 5, True, 30).reach == 30
 
 
 @pytest.mark.parametrize("mode", ["sparse", "dense"])
 def test_single_retriever_modes_honour_rerank(mode):
-    p = Pipeline(mode, 5, rerank=True)
+    p = Pipeline(mode, 5, rerank=True, window=30)
     assert stage(ev(ranks={mode: R(1, 1), "rerank": R(None, None)}), p) == "dropped_by_reranker"
-    assert stage(ev(ranks={mode: R(9, 9), "rerank": R(9, 9)}), p) == "below_cut"
+    assert stage(ev(ranks={mode: R(9, 9), "rerank": R(9, 9)}), p) == "dropped_by_reranker"
+    assert stage(ev(ranks={mode: R(40, 40), "rerank": R(None, None)}), p) == "below_cut"
     assert stage(ev(ranks={mode: R(9, 9)}), Pipeline(mode, 5)) == "below_cut"
+
+
+def test_stale_label_before_everything_else():
+    # the document is in the cut, but the golden quote is in no chunk of it: the label, not retrieval
+    item = where_lost(ev(in_cut=True, anchored=False, stale_label="the quote 'x' is not in the document"), HYBRID)
+    assert item["stage"] == "stale_label" and "not in the document" in item["reason"]
+    # an unindexed document cannot be checked: the index rules decide
+    assert stage(ev(indexed=False, in_corpus=True, stale_label="x")) == "not_in_index"
+
+
+def test_anchor_chunk_ranks_decide_candidates_not_fusion():
+    """With a quote, the ranks are those of the chunk holding it (the audit passes them so): its answering chunk
+    returned by no retriever is a candidates miss, whatever the document's best chunk did."""
+    ranks = {"sparse": R(1, None), "dense": R(2, None), "fused": R(1, None)}
+    assert stage(ev(ranks=ranks, anchored=True, anchor_covered=False)) == "not_in_any_candidates"
 
 
 def test_rules_can_be_extended_with_a_stage_before_retrieval():
@@ -230,7 +259,7 @@ def test_verdict_unsupported_claims_by_the_offline_judge():
 
 
 def test_verdict_configured_judge_decides_unsupported_claims():
-    g = gen(claims=[claim("Invented.", supported=False)], judge_unsupported=[])
+    g = gen(claims=[claim("Invented.", supported=False)], judge_unsupported=[], correctness=correct())
     assert verdict({"a": 1}, [], {"a"}, g)["verdict"] == "answered_well"
     g = gen(claims=[claim("Fine.")], judge_unsupported=[{"claim": "judge: 0.50 faithful"}])
     v = verdict({"a": 1}, [], {"a"}, g)
@@ -238,7 +267,7 @@ def test_verdict_configured_judge_decides_unsupported_claims():
 
 
 def test_verdict_uncertain_claims_are_reported():
-    g = gen(claims=[claim("Borderline claim.", uncertain=True)])
+    g = gen(claims=[claim("Borderline claim.", uncertain=True)], correctness=correct())
     v = verdict({"a": 1}, [], {"a"}, g)
     assert v["verdict"] == "answered_well" and "near the judge's threshold" in v["uncertain"][0]
 
@@ -274,8 +303,10 @@ def test_verdict_wrong_answer_and_verbose_right_answer():
     assert verdict({"a": 1}, [], {"a"}, unsure)["uncertain"]
 
 
-def test_verdict_answered_well():
-    assert verdict({"a": 1}, [], {"a"}, gen())["verdict"] == "answered_well"
+def test_verdict_answered_well_only_against_a_reference():
+    assert verdict({"a": 1}, [], {"a"}, gen(correctness=correct()))["verdict"] == "answered_well"
+    v = verdict({"a": 1}, [], {"a"}, gen())  # no reference answer: grounded, correctness not measured
+    assert v["verdict"] == "grounded" and "correctness not measured" in v["detail"]
 
 
 # ---------------------------------------------------------------------------------------------------- summary

@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from diagnostics.audit.attribution import LEVERS, LOST_STAGES, Evidence, Pipeline, StageRank, where_lost
+from diagnostics.audit.attribution import LOST_STAGES, Evidence, Pipeline, StageRank, where_lost
 from diagnostics.audit.golden import Case, Expected, GoldenSet, GoldenSetError, case_to_json, load_golden
+from diagnostics.audit.levers import LEVERS
 from diagnostics.audit.run import Auditor
 from engine.answer import Answerer
 from engine.rewrite import LLMRewriter, OfflineRewriter, Turn
