@@ -65,6 +65,7 @@ from engine.params import retrieval_params
 from engine.prompts import builtin_prompts, prompt_file
 from engine.rerank import CrossEncoderReranker
 from engine.retrieval import Retriever
+from engine.rewrite import build_rewriter
 
 RETRIEVAL_KEYS = {"mode", "fusion", "rrf_k", "weights", "top_k", "candidates", "rerank", "rerank_candidates"}
 # [generation] key -> Settings field
@@ -398,7 +399,9 @@ class ExperimentRunner:
             from diagnostics.judges.ragas_metrics import RagasJudge
 
             judge = RagasJudge(s, self.judge_cache)
-        answerer = Answerer(Retriever(self.store, embedder, self.bm25, reranker), generator)
+        # The same rewrite stage as the service and `rag audit`, so conversation turns are searched alike.
+        rewriter = build_rewriter(s, self.store, embedder, self.bm25)
+        answerer = Answerer(Retriever(self.store, embedder, self.bm25, reranker), generator, rewriter)
         report = Auditor(answerer, self.store, self.scorer() if gen else None, judge).run(
             golden, s.collection, params, ks, gen, progress=progress
         )

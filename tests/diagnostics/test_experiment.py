@@ -343,3 +343,24 @@ def test_two_prompts_against_a_real_llm(kb, embedder, tmp_path, llama_server):
     comparison = result["comparisons"]["strict"]
     assert "faithfulness" in comparison  # measured on the cases both answered (None when none were)
     print(to_markdown(result, ["ndcg@3", "faithfulness"]))
+
+
+def test_experiments_rewrite_conversations_like_the_audit(kb, embedder):
+    """A conversation turn is searched as the service and `rag audit` search it (the same rewrite stage)."""
+    from diagnostics.audit.run import Auditor
+    from engine.engine import Engine
+    from engine.rewrite import Turn
+
+    settings, store = kb
+    turn = Case(
+        "c1",
+        "How many players does it have?",
+        (Expected("kb/chess.md"),),
+        history=(Turn("user", "Tell me about chess, the board game."), Turn("assistant", "It is a game.")),
+    )
+    _, reports = ExperimentRunner(settings, store, embedder).run(GoldenSet([turn]), [Variant("base")], ks=(1,))
+    engine = Engine.build(settings, store)
+    audited = Auditor(engine.answerer, store).run(GoldenSet([turn]), settings.collection, engine.params(), (1,))
+    ran = reports[0]["cases"][0]
+    assert "rewrite" in ran and ran["rewrite"]["query"] == audited["cases"][0]["rewrite"]["query"]
+    assert [r["doc_id"] for r in ran["retrieved"]] == [r["doc_id"] for r in audited["cases"][0]["retrieved"]]
