@@ -19,7 +19,11 @@ from engine.generation.citations import CITATION
 
 # Capitalised words not at a sentence start, and tokens mixing letters with digits or inner hyphens/dots.
 NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z]{2,}\b")
-CODE = re.compile(r"\b(?=[\w.-]*\d)(?=[\w.-]*[A-Za-z])[\w]+(?:[.-][\w]+)+\b|\b[a-z]+[A-Z]\w*\b")
+CODE = re.compile(
+    r"\b(?=[\w.-]*\d)(?=[\w.-]*[A-Za-z])[\w]+(?:[.-][\w]+)+\b"  # all-MiniLM-L6-v2, 1.16.0
+    r"|\b[a-z]+[A-Z]\w*\b"  # camelCase
+    r"|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b"  # RAG_DATA_DIR
+)
 UP = {
     "increase",
     "increases",

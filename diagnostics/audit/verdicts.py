@@ -9,9 +9,10 @@ On the generator's side:
   (every claim supported, an expected source used, correctness not measured).
 - `retrieved_but_not_used` when the expected passage was shown and the answer neither cites it nor has a
   sentence it supports (or the answer declined with it in hand).
-- `wrong_answer` / `unsupported_claims` / `answered_well` are decided by the faithfulness judge: under a judge
-  whose measured agreement with human labels does not show it can tell entailment (`judge.trusted` false),
-  the verdict is kept and marked uncertain, naming the judge's agreement.
+- `wrong_answer` / `unsupported_claims` / `retrieved_but_not_used` are decided with the faithfulness judge:
+  under a judge whose measured agreement with human labels does not show it can tell entailment (`trusted`
+  false), the verdict is kept and marked uncertain, naming the judge's agreement. A good verdict is not marked
+  for the judge alone; its correctness check adds what it doubts (polarity, hedges, numbers).
 """
 
 from __future__ import annotations
@@ -128,16 +129,23 @@ def verdict(
         )
     corr = gen.get("correctness")
     used = (set(gen.get("cited_docs") or []) | {c.get("doc_id") for c in claims if c.get("supported")}) & set(expected)
+    # Passage level: the contexts the answer cites or draws a supported sentence from.
+    drawn = set(gen.get("cited") or []) | {c.get("source") for c in claims if c.get("supported") and c.get("source")}
+    passage_unused = bool(shown) and not any(set(n) & drawn for n in shown.values())
+    if passage_unused and not (corr is not None and corr["correct"]):
+        # the golden set names the passage, the generator had it, and the answer did not draw on it
+        where = "; ".join(f"{d} (context [{']['.join(map(str, n))}])" for d, n in shown.items())
+        drew = ", ".join(f"[{n}]" for n in sorted(drawn)) or "no context"
+        others = sorted({c.get("doc_id") for c in claims if c.get("doc_id")} | set(gen.get("cited_docs") or []))
+        drew += f" from {', '.join(others)}" if others else ""
+        return _v(
+            "retrieved_but_not_used",
+            f"the expected passage of {where} was shown; the answer neither cites it nor has a sentence it "
+            f"supports (it draws on {drew})",
+            uncertain + doubt,
+        )
     if not used:
         others = sorted({c.get("doc_id") for c in claims if c.get("doc_id")} | set(gen.get("cited_docs") or []))
-        if shown:  # the golden set names the passage, and the generator had it: it was not used
-            where = "; ".join(f"{d} (context [{']['.join(map(str, n))}])" for d, n in shown.items())
-            return _v(
-                "retrieved_but_not_used",
-                f"the expected passage of {where} was shown; the answer neither cites it nor has a sentence it "
-                f"supports (it answers from {', '.join(others) or 'nothing cited'})",
-                uncertain + doubt,
-            )
         if corr is not None and not corr["correct"]:
             return _v(
                 "retrieved_but_not_used",
@@ -157,11 +165,11 @@ def verdict(
                 uncertain,
             )
         return _v("retrieved_but_not_used", "the answer cites no expected source", uncertain)
-    if corr is None:
+    if corr is None:  # the judge's doubt is not added to a good verdict: only to the failures it decides
         return _v(
             "grounded",
             "uses an expected source, every claim supported; correctness not measured (no reference answer)",
-            uncertain + doubt,
+            uncertain,
         )
     uncertain += corr.get("uncertain", [])
     if not corr["correct"]:
@@ -171,7 +179,7 @@ def verdict(
             detail += "; the answer never states: " + ", ".join(missing[:5])
         return _v("wrong_answer", detail, uncertain + doubt)
     return _v(
-        "answered_well", "uses an expected source, every claim supported, covers the reference", uncertain + doubt
+        "answered_well", "uses an expected source, every claim supported, covers the reference", uncertain
     )
 
 

@@ -83,6 +83,18 @@ def test_a_stale_label_is_the_golden_sets_failure_not_retrievals():
 # ------------------------------------------------------------------------------------------------ generation
 
 
+def test_a_shown_passage_unused_within_a_used_document_is_the_generators():
+    """Seen: 'Which file formats can be ingested?' answered from another passage of the right document."""
+    g = gen(cited=[2], claims=[{**claim("Ids are paths."), "source": 2}])
+    v = verdict({"a": 1}, [], {"a"}, g, passages_shown={"a": [1]})
+    assert v["verdict"] == "retrieved_but_not_used" and "context [1]" in v["detail"] and "[2]" in v["detail"]
+    # drawing on the passage, or covering the reference from elsewhere, is a use
+    g = gen(cited=[1], claims=[{**claim("Formats."), "source": 1}], correctness=correct())
+    assert verdict({"a": 1}, [], {"a"}, g, passages_shown={"a": [1]})["verdict"] == "answered_well"
+    g = gen(cited=[2], claims=[{**claim("Formats."), "source": 2}], correctness=correct())
+    assert verdict({"a": 1}, [], {"a"}, g, passages_shown={"a": [1]})["verdict"] == "answered_well"
+
+
 def test_the_shown_passage_unused_is_the_generators():
     g = gen(cited_docs=["b"], claims=[claim("From b.", doc="b")])
     v = verdict({"a": 1}, [], {"a"}, g, passages_shown={"a": [2]})
@@ -101,6 +113,8 @@ def test_an_untrusted_judge_marks_its_verdicts_uncertain():
     assert v["verdict"] == "unsupported_claims" and any("cannot reliably tell" in u for u in v["uncertain"])
     v = verdict({"a": 1}, [], {"a"}, gen(correctness=correct(False, 0, 1), judge_card=GOOD_JUDGE))
     assert v["verdict"] == "wrong_answer" and v["uncertain"] == []
+    # a good verdict is not doubted for the judge alone
+    assert verdict({"a": 1}, [], {"a"}, gen(correctness=correct(), judge_card=HEURISTIC))["uncertain"] == []
 
 
 def test_judge_trust_needs_measured_agreement_everywhere():
