@@ -178,9 +178,7 @@ def verdict(
         if missing:
             detail += "; the answer never states: " + ", ".join(missing[:5])
         return _v("wrong_answer", detail, uncertain + doubt)
-    return _v(
-        "answered_well", "uses an expected source, every claim supported, covers the reference", uncertain
-    )
+    return _v("answered_well", "uses an expected source, every claim supported, covers the reference", uncertain)
 
 
 # ---------------------------------------------------------------------------------------------------- summary
