@@ -22,7 +22,7 @@ from diagnostics.audit.ingest_records import failed_files, failure_for
 from diagnostics.audit.labels import doc_chunks, duplicate_sources, holding, similar_id, stale_reason
 from diagnostics.audit.levers import LEVERS, Config
 from diagnostics.audit.verdicts import GOOD, case_lever, dominant, verdict
-from diagnostics.judges.base import Judge, judge_card
+from diagnostics.judges.base import TRUSTED_BALANCED_ACCURACY, Judge, judge_card
 from diagnostics.metrics import bootstrap_ci, case_metrics, dedupe, mean
 from engine.answer import Answerer, Generation
 from engine.params import RetrievalParams
@@ -135,7 +135,7 @@ class Auditor:
                 progress(1)
         decided_by = None
         if generate:
-            decided_by = self._decider()
+            decided_by = self._decider(collection)
         report = {
             "schema_version": SCHEMA_VERSION,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -170,31 +170,40 @@ class Auditor:
         report["seconds"] = round(time.perf_counter() - t0, 2)
         return report
 
-    def _decider(self) -> dict | None:
-        """Which judge decides unsupported_claims, and its measured agreement with human labels."""
+    def _decider(self, collection: str) -> dict | None:
+        """Which judge decides unsupported_claims, its measured agreement with human labels, whether that shows it
+        can tell entailment (`trusted`), and, when it cannot, the one command that builds a judge for this corpus."""
         if self.judge is not None:
             return {
                 "judge": self.judge.name,
                 "agreement": None,
+                "trusted": False,
                 "text": f"the configured judge {self.judge.name} (its agreement with human labels is not measured "
                 "here; cases it could not score fall back to the offline judge)",
             }
         if self.scorer is None:
             return None
         agreement = getattr(self.scorer, "agreement", None)
-        text = f"the offline judge {self.scorer.name}"
+        card = judge_card(self.scorer.name, agreement)
+        text = f"the judge {self.scorer.name}"
         if agreement:
             text += (
                 " ("
                 + "; ".join(
-                    f"{name}: balanced accuracy {a['balanced_accuracy']}, ROC AUC {a['roc_auc']}"
+                    f"{name}: balanced accuracy {a.get('balanced_accuracy')}, ROC AUC {a.get('roc_auc')}"
                     for name, a in agreement.items()
                 )
                 + ")"
             )
         else:
-            text += " (agreement with human labels: see benchmarks/faithfulness_agreement.py)"
-        return {"judge": self.scorer.name, "agreement": agreement, "text": text}
+            text += " (agreement with human labels never measured: see benchmarks/faithfulness_agreement.py)"
+        if not card["trusted"]:
+            text += (
+                f"; below {TRUSTED_BALANCED_ACCURACY} balanced accuracy it cannot reliably tell a contradiction, so "
+                "its wrong_answer and unsupported_claims verdicts are marked uncertain. A judge trained on this "
+                f"corpus: `rag judge train -c {collection}`, then RAG_FAITHFULNESS_JUDGE=model"
+            )
+        return {"judge": self.scorer.name, "agreement": agreement, "trusted": card["trusted"], "text": text}
 
     def _retrieve(self, case: Case, collection: str, params: RetrievalParams):
         """(what the generator sees, the stage lists, the deep chunk ranking for metrics, timings).
