@@ -22,7 +22,8 @@ def golden_candidates(
     retrievers that disagree; label them in the web UI (/ui, "To label")."""
     from core.settings import Settings
     from service.db import Database, database_url
-    from service.querylog import QueryLog, parse_since
+    from service.querylog.log import QueryLog
+    from service.querylog.rows import parse_since
 
     settings = Settings()
     with errors():

@@ -17,6 +17,7 @@ from core import __version__
 from core.errors import RagError
 from core.settings import Settings
 from service.guard import Guard, error_response
+from service.jobs.context import scrub
 from service.routes import audits, chat, documents, experiments, feedback, query, ui
 from service.state import ServiceState
 
@@ -117,8 +118,6 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         try:
             ok = bool(state and state.ready and state.store.list_collections() is not None)
         except Exception as exc:  # the store is down: not ready, and say why, with no server path in it
-            from service.jobs import scrub
-
             log.warning("not ready: store not answering: %s", exc)  # the log keeps the paths
             data_dir = settings.data_dir
             message = scrub(str(exc), [data_dir.absolute(), data_dir.resolve()])

@@ -1,14 +1,16 @@
-"""FastAPI dependencies: the service state and the caller's access."""
+"""FastAPI dependencies shared by the routes (the service state, the caller's access, the job owner) and the
+access helpers built on them (which jobs a key may see)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Callable
 
 from fastapi import Depends, Header, Request
 
-from core.errors import ConfigError
-from service.auth import Access
+from core.errors import ConfigError, InvalidRequestError
+from service.auth import Access, presented_key
 from service.guard import ACCESS, GUARDED_PREFIX
+from service.jobs.context import owner_of
 from service.state import ServiceState
 
 
@@ -34,3 +36,30 @@ def get_access(
 
 
 AccessDep = Annotated[Access, Depends(get_access)]
+
+
+def get_owner(request: Request, state: StateDep) -> str:
+    """Who the caller is, for job ownership and fairness: a hash of the API key ("open" with no keys)."""
+    if not state.settings.api_keys:
+        return "open"
+    return owner_of(presented_key(request.headers.get("authorization"), request.headers.get("x-api-key")))
+
+
+OwnerDep = Annotated[str, Depends(get_owner)]
+
+
+def job_visible(job: dict, access: Access) -> bool:
+    """The key may read the job's collection and, for an experiment, every collection its variants ran on."""
+    variants = (job.get("report") or {}).get("variants", []) if job["kind"] == "experiment" else []
+    return all(
+        access.allows(c) for c in {job["collection"], *(v.get("collection") or job["collection"] for v in variants)}
+    )
+
+
+def visible_job(state: ServiceState, access: Access, job_id: str, kind: str, visible: Callable[[dict], bool]) -> dict:
+    """The job of this kind if `visible(job)` says the key may see it, without its files; else 404
+    `<kind>_not_found` (the same answer as for no such job, so ids of others' jobs are not confirmed)."""
+    job = state.jobs.get(job_id, kind=kind)
+    if job is None or not visible(job):
+        raise InvalidRequestError(f"{kind}_not_found", f"no {kind} {job_id[:64]!r}", 404)
+    return {k: v for k, v in job.items() if k != "files"}

@@ -10,9 +10,10 @@ from core.embedding import get_embedder
 from core.settings import Settings
 from engine.engine import Engine
 from service.db import Database, database_url
-from service.jobs import JobManager, ingest_runner
+from service.jobs.manager import JobManager
+from service.jobs.runners import audit_runner, experiment_runner, ingest_runner
 from service.metrics import Metrics
-from service.querylog import QueryLog
+from service.querylog.log import QueryLog
 from service.ratelimit import RateLimiter
 
 log = logging.getLogger("rag.service")
@@ -46,9 +47,6 @@ class ServiceState:
         engine = Engine.build(settings)
         # Ingest jobs get their own embedder instance, so a long ingest batch never holds the query one.
         ingest_embedder = get_embedder(settings, role="ingest")
-
-        from service.routes.audits import audit_runner  # here: the routes import this module
-        from service.routes.experiments import experiment_runner
 
         db = Database(database_url(settings))
         db.migrate()

@@ -91,7 +91,7 @@ def to_markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _bars(
+def bars(
     items: list[tuple[str, float]],
     width: int = 560,
     bar_h: int = 22,
@@ -116,7 +116,7 @@ def _bars(
     return "".join(out)
 
 
-def _curve(points: list[tuple[int, float, float, float]], width: int = 560, height: int = 260) -> str:
+def curve(points: list[tuple[int, float, float, float]], width: int = 560, height: int = 260) -> str:
     """Recall@k with its interval band: points are (k, mean, lo, hi)."""
     if not points:
         return "<p>nothing to plot</p>"
@@ -149,7 +149,7 @@ def _curve(points: list[tuple[int, float, float, float]], width: int = 560, heig
 
 def to_html(r: dict) -> str:
     esc = html.escape
-    curve = [
+    points = [
         (k, r["overall"][f"recall@{k}"]["mean"], *r["overall"][f"recall@{k}"]["ci95"])
         for k in r["settings"]["ks"]
         if f"recall@{k}" in r["overall"]
@@ -201,9 +201,9 @@ tr.bad td {{ background: #fff3f0; }} tr.ok td {{ background: #f3fbf3; }} .summar
 <p>{r["golden"]["cases"]} cases, {esc(r["created_at"])}, mode {esc(str(r["settings"]["mode"]))}, fusion {esc(str(r["settings"]["fusion"]))}, generator sees the top {r["settings"]["cut"]} chunks.</p>
 <p class="summary">{esc(r["summary"]["text"])}</p>
 <div class="plots">
-<figure id="recall-curve"><figcaption>Recall@k (band: bootstrap 95% interval)</figcaption>{_curve(curve)}</figure>
-<figure id="where-lost"><figcaption>Where expected sources were lost</figcaption>{_bars(lost, color="#e15759")}</figure>
-<figure id="verdicts"><figcaption>Verdicts</figcaption>{_bars(verdicts, color="#f28e2b", colors={v: "#59a14f" for v in GOOD})}</figure>
+<figure id="recall-curve"><figcaption>Recall@k (band: bootstrap 95% interval)</figcaption>{curve(points)}</figure>
+<figure id="where-lost"><figcaption>Where expected sources were lost</figcaption>{bars(lost, color="#e15759")}</figure>
+<figure id="verdicts"><figcaption>Verdicts</figcaption>{bars(verdicts, color="#f28e2b", colors={v: "#59a14f" for v in GOOD})}</figure>
 </div>
 <h2>Overall</h2><table><tr><th>metric</th><th>mean [95% CI]</th><th>n</th></tr>{overall}</table>
 {comparison}

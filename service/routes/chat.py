@@ -24,8 +24,9 @@ from core.errors import InvalidRequestError
 from core.settings import COLLECTION_NAME_PATTERN
 from engine.rewrite import ROLES, Turn
 from service.deps import AccessDep, StateDep
-from service.querylog import log_query, new_query_id
-from service.routes.query import ERRORS, history_from, record, rewrite_log, started, validate_question
+from service.errors import ERRORS
+from service.querying import history_from, record, rewrite_log, started, validate_question
+from service.querylog.capture import log_query, new_query_id
 
 router = APIRouter(tags=["openai-compatible"])
 

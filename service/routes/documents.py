@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Annotated, Callable
+from typing import Callable
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -16,10 +16,9 @@ from starlette.requests import ClientDisconnect
 
 from core.errors import Forbidden, InvalidRequestError, RagError
 from ingest.parsers import doc_type_of
-from service.auth import presented_key
-from service.deps import AccessDep, StateDep
-from service.jobs import JobNotFound, owner_of, scrub
-from service.routes.query import ERRORS
+from service.deps import AccessDep, OwnerDep, StateDep, job_visible
+from service.errors import ERRORS
+from service.jobs.context import JobNotFound, scrub
 from service.schemas import CollectionPath, DocumentOut, JobOut
 
 router = APIRouter(tags=["documents"])
@@ -149,16 +148,6 @@ class _Receiver:
             self._out = None
 
 
-def get_owner(request: Request, state: StateDep) -> str:
-    """Who the caller is, for job ownership and fairness: a hash of the API key ("open" with no keys)."""
-    if not state.settings.api_keys:
-        return "open"
-    return owner_of(presented_key(request.headers.get("authorization"), request.headers.get("x-api-key")))
-
-
-OwnerDep = Annotated[str, Depends(get_owner)]
-
-
 @router.get("/v1/collections", responses=ERRORS)
 def list_collections(state: StateDep, access: AccessDep) -> list[dict]:
     return [
@@ -239,14 +228,6 @@ async def upload(collection: CollectionPath, request: Request, state: StateDep, 
         jobs.receiving(owner, -receiver.total)
         if not submitted:
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def job_visible(job: dict, access) -> bool:
-    """The key may read the job's collection and, for an experiment, every collection its variants ran on."""
-    variants = (job.get("report") or {}).get("variants", []) if job["kind"] == "experiment" else []
-    return all(
-        access.allows(c) for c in {job["collection"], *(v.get("collection") or job["collection"] for v in variants)}
-    )
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, responses=ERRORS)

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.errors import InvalidRequestError
 from service.auth import Access
 from service.deps import AccessDep, StateDep
+from service.errors import ERRORS
 from service.labels import append_case, display_name, read_rows, validate
-from service.querylog import QueryLog, parse_since
-from service.routes.query import ERRORS
+from service.querylog.log import QueryLog
+from service.querylog.rows import parse_since
 from service.schemas import CollectionName, CollectionPath
 
 router = APIRouter(tags=["feedback and labeling"])

@@ -15,11 +15,11 @@ from pydantic import BaseModel, Field
 
 from core.errors import InvalidRequestError
 from diagnostics.audit.compare import compare
-from diagnostics.audit.report import _bars, _curve
+from diagnostics.audit.report import bars, curve
 from diagnostics.audit.run import GOOD, LEVERS, LOST_STAGES
 from engine.retrieval import PAYLOAD_FIELDS
 from service.deps import AccessDep, StateDep
-from service.routes.query import ERRORS
+from service.errors import ERRORS
 from service.schemas import CollectionPath
 
 router = APIRouter()
@@ -88,7 +88,7 @@ def audit_view(req: AuditView, access: AccessDep) -> dict:
     r = req.report
     overall = r.get("overall", {})
     ks = r.get("settings", {}).get("ks", [])
-    curve = [
+    points = [
         (k, overall[f"recall@{k}"]["mean"], *overall[f"recall@{k}"]["ci95"])
         for k in ks
         if overall.get(f"recall@{k}", {}).get("mean") is not None
@@ -97,9 +97,9 @@ def audit_view(req: AuditView, access: AccessDep) -> dict:
     verdicts = sorted(r.get("verdicts", {}).items(), key=lambda x: -x[1])
     out = {
         "plots": {
-            "recall": _curve(curve),
-            "where_lost": _bars(lost, color="#e15759") if lost else "<p>no expected source was lost</p>",
-            "verdicts": _bars(verdicts, color="#f28e2b", colors={v: "#59a14f" for v in GOOD}),
+            "recall": curve(points),
+            "where_lost": bars(lost, color="#e15759") if lost else "<p>no expected source was lost</p>",
+            "verdicts": bars(verdicts, color="#f28e2b", colors={v: "#59a14f" for v in GOOD}),
         },
         "levers": LEVERS,
         "good": sorted(GOOD),

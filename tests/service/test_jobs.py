@@ -14,7 +14,8 @@ from sqlalchemy import text, update
 
 from core.settings import Settings
 from service.db import Database, Job, database_url
-from service.jobs import JobManager, Outcome, TooManyJobs, scrub
+from service.jobs.context import Outcome, TooManyJobs, scrub
+from service.jobs.manager import JobManager
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -20,7 +20,10 @@ from core.store import open_store
 from ingest.pipeline import Ingestor
 from service.db import Database, database_url
 from service.db.querylog import Feedback, QueryRecord
-from service.querylog import QueryLog, parse_since, redact, score_candidate
+from service.querylog.candidates import score_candidate
+from service.querylog.capture import redact
+from service.querylog.log import QueryLog
+from service.querylog.rows import parse_since
 from tests.conftest import ROOT, run_rag, scifact_docs, write_corpus
 from tests.service.conftest import LiveServer
 from tests.service.llm_standin import StandIn

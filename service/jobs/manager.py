@@ -1,0 +1,266 @@
+"""JobManager: the job queue of one process (replica). Submits jobs (bounded per owner), reads and cancels
+them, runs one worker per kind that claims the next job (service/jobs/claims.py) and runs it
+(service/jobs/running.py), and at start-up and when idle sweeps the jobs of gone replicas and prunes old ones
+(service/jobs/recovery.py)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+
+from core.errors import InvalidRequestError
+from core.settings import Settings
+from service.db import Database, Job
+from service.jobs import recovery
+from service.jobs.claims import claim
+from service.jobs.context import ACTIVE, STOPS, JobNotFound, Runner, TooManyJobs
+from service.jobs.liveness import liveness_for
+from service.jobs.running import Live, Tracker, context_of, execute
+
+log = logging.getLogger("rag.jobs")
+
+
+class JobManager:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        runners: dict[str, Runner],
+        *,
+        replica: str | None = None,
+        start: bool = True,
+    ):
+        self.db, self.settings, self.runners = db, settings, runners
+        self.replica = replica or f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.uploads = Path(settings.uploads_dir or Path(settings.data_dir) / "uploads")
+        self.staging = self.uploads / ".staging"
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self.roots = [self.staging, self.uploads, Path(settings.data_dir).absolute()]
+        self.roots += [Path(r).resolve() for r in self.roots]
+        self.liveness = liveness_for(db, settings)
+        self.liveness.hold(self.replica)
+        self._stopping = threading.Event()
+        self._wake = {kind: threading.Event() for kind in runners}
+        self._live: dict[str, Live] = {}
+        self._lock = threading.Lock()
+        self._inflight: dict[str, int] = {}  # owner -> upload bytes being received here now
+        self.sweep()
+        self.prune()
+        self.remove_stale_staging()
+        self._threads = [
+            threading.Thread(target=self._worker, args=(kind,), name=f"jobs-{kind}", daemon=True) for kind in runners
+        ]
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        for t in self._threads:
+            if not t.is_alive():
+                t.start()
+
+    # --- submitting -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex
+
+    def staging_dir(self, job_id: str) -> Path:
+        return self.staging / job_id
+
+    def check_queue(self, owner: str) -> None:
+        """Raise TooManyJobs when `owner` has its fill of queued jobs."""
+        with self.db.session(read_only=True) as s:
+            n = s.scalar(select(func.count()).where(Job.owner == owner, Job.status == "queued"))
+        if n >= self.settings.job_max_queued_per_key:
+            raise TooManyJobs(self.settings.job_max_queued_per_key)
+
+    def upload_budget(self, owner: str) -> int:
+        """Bytes `owner` may still upload: the per-key limit less its waiting and running uploads."""
+        with self.db.session(read_only=True) as s:
+            held = s.scalar(
+                select(func.coalesce(func.sum(Job.upload_bytes), 0)).where(Job.owner == owner, Job.status.in_(ACTIVE))
+            )
+        with self._lock:
+            held += self._inflight.get(owner, 0)
+        return int(self.settings.max_upload_key_mb * 1e6) - int(held)
+
+    def receiving(self, owner: str, n: int) -> None:
+        """Count `n` more (or, negative, fewer) bytes being received for `owner` in this process."""
+        with self._lock:
+            self._inflight[owner] = self._inflight.get(owner, 0) + n
+            if self._inflight[owner] <= 0:
+                del self._inflight[owner]
+
+    def submit(
+        self,
+        kind: str,
+        collection: str,
+        owner: str,
+        *,
+        job_id: str | None = None,
+        files: list[str] = (),
+        upload_bytes: int = 0,
+        request: dict | None = None,
+        progress: dict | None = None,
+    ) -> dict:
+        job = Job(
+            id=job_id or self.new_id(),
+            kind=kind,
+            owner=owner,
+            collection=collection,
+            status="queued",
+            created_at=time.time(),
+            files=list(files),
+            upload_bytes=upload_bytes,
+            progress=progress or {},
+            request=request,
+        )
+        with self.db.session() as s:
+            self.db.xact_lock(s, "owner", owner)  # the count and the insert as one step
+            n = s.scalar(select(func.count()).where(Job.owner == owner, Job.status == "queued"))
+            if n >= self.settings.job_max_queued_per_key:
+                raise TooManyJobs(self.settings.job_max_queued_per_key)
+            s.add(job)
+            out = public(job)
+        self._wake[kind].set()
+        return out
+
+    # --- reading and cancelling ------------------------------------------------------------------------------
+
+    def get(self, job_id: str, kind: str | None = None) -> dict | None:
+        if not re.fullmatch(r"[0-9a-f]{1,32}", job_id):
+            return None
+        with self.db.session(read_only=True) as s:
+            job = s.get(Job, job_id)
+            if job is None or (kind is not None and job.kind != kind):
+                return None
+            out = public(job)
+        live = self._live.get(job_id)
+        if live is not None and out["status"] == "running":
+            out["progress"] = dict(live.progress)  # fresher than the last write
+        return out
+
+    def owner(self, job_id: str) -> str | None:
+        with self.db.session(read_only=True) as s:
+            return s.scalar(select(Job.owner).where(Job.id == job_id))
+
+    def cancel(self, job_id: str) -> dict:
+        """Cancel a queued job now, or ask a running one to stop (it ends `cancelled` within moments)."""
+        with self.db.session() as s:
+            job = s.get(Job, job_id, with_for_update=True)
+            if job is None:
+                raise JobNotFound(job_id)
+            if job.status == "queued":
+                job.status, job.reason, job.finished_at = "cancelled", "cancelled", time.time()
+                job.error = "cancelled by the caller before it started"
+            elif job.status == "running":
+                job.cancel = "cancelled"
+            else:
+                raise InvalidRequestError("job_finished", f"job {job_id} has already ended ({job.status})", 409)
+            status = job.status
+        if status == "cancelled":
+            self._remove_uploads(job_id)
+        live = self._live.get(job_id)
+        if live is not None:
+            live.cancel.set()
+        return self.get(job_id)
+
+    # --- the workers -----------------------------------------------------------------------------------------
+
+    def _worker(self, kind: str) -> None:
+        while not self._stopping.is_set():
+            try:
+                job = claim(self.db, kind, self.replica)
+                if job is None:
+                    self.sweep()
+                    self._wake[kind].wait(self.settings.job_poll_s)
+                    self._wake[kind].clear()
+                    continue
+                self._run(job)
+            except Exception:  # the database is down, say: keep the worker alive and try again
+                log.exception("job worker %s", kind)
+                self._stopping.wait(max(self.settings.job_poll_s, 1.0))
+
+    def _run(self, job: Job) -> None:
+        live = Live(progress=dict(job.progress or {}))
+        self._live[job.id] = live
+        tracker = Tracker(self.db, job.id, live, self.settings.job_time_limit_s, self._stopping, self.liveness)
+        ctx = context_of(job, self.staging_dir(job.id), tracker)
+        values = execute(self.runners[job.kind], ctx, self.roots, live.progress)
+        try:
+            with self.db.session() as s:
+                # Only if it is still ours: a replica that lost its lock may have seen the job marked interrupted.
+                s.execute(update(Job).where(Job.id == job.id, Job.replica == self.replica, Job.status == "running")
+                          .values(**values))  # fmt: skip
+        finally:
+            self._live.pop(job.id, None)
+            self._remove_uploads(job.id)
+        self.prune()
+
+    # --- recovery, retention, uploads -------------------------------------------------------------------------
+
+    def sweep(self) -> list[str]:
+        """Mark `interrupted` the running jobs of replicas that are gone; return their ids."""
+        ids = recovery.sweep(self.db, self.liveness, self.replica, self.uploads)
+        for job_id in ids:
+            self._remove_uploads(job_id)
+        return ids
+
+    def prune(self) -> int:
+        """Drop finished jobs past the retention age or count (per kind); return how many went."""
+        return recovery.prune(self.db, self.settings, self.runners)
+
+    def remove_stale_staging(self, older_than_s: float = 3600) -> None:
+        """Staging folders no queued or running job owns (a process died mid-upload), once they are old."""
+        recovery.remove_stale_staging(self.db, self.staging, older_than_s)
+
+    def _remove_uploads(self, job_id: str) -> None:
+        shutil.rmtree(self.staging_dir(job_id), ignore_errors=True)
+
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Stop promptly: running jobs are asked to stop (they end `interrupted`, reason `shutdown`)."""
+        self._stopping.set()
+        for event in self._wake.values():
+            event.set()
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            if t.is_alive():
+                t.join(timeout=max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._threads):
+            log.warning("a job did not stop within %.0f s; it is marked interrupted", timeout_s)
+            status, message = STOPS["shutdown"]
+            with self.db.session() as s:
+                s.execute(
+                    update(Job)
+                    .where(Job.replica == self.replica, Job.status == "running")
+                    .values(status=status, reason="shutdown", error=message, finished_at=time.time())
+                )
+        self.liveness.release()
+
+
+def public(job: Job) -> dict:
+    """A job as the API shows it."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "collection": job.collection,
+        "status": job.status,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "files": list(job.files or []),
+        "progress": dict(job.progress or {}),
+        "report": job.report,
+        "reason": job.reason,
+        "error": job.error,
+        "cancel_requested": bool(job.cancel) and job.status == "running",
+    }

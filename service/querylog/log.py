@@ -1,0 +1,133 @@
+"""QueryLog: the service's query log, the writer (capture.py) plus its reads: one query with its feedback,
+the filtered list, feedback and labels, and candidates to label (candidates.py)."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from sqlalchemy import exists, func, or_, select, update
+
+from core.errors import InvalidRequestError
+from core.settings import Settings
+from service.db import Database
+from service.db.querylog import Feedback, QueryRecord
+from service.querylog.candidates import find_candidates
+from service.querylog.capture import QueryWriter, redact
+from service.querylog.rows import QueryNotFound, feedback_dict, ratings, row_dict, scope
+
+
+class QueryLog(QueryWriter):
+    @classmethod
+    def build(cls, settings: Settings, db: Database, engine) -> "QueryLog":
+        """The log of a service whose engine (an engine.engine.Engine) scores faithfulness."""
+
+        def scorer():
+            from diagnostics.judges.heuristic import FaithfulnessScorer
+
+            return FaithfulnessScorer(engine.retriever.embedder, engine.retriever.bm25)
+
+        return cls(settings, db, scorer)
+
+    # reads
+    def _load(self, s, query_id: str) -> QueryRecord | None:
+        return s.get(QueryRecord, query_id)
+
+    def get(self, query_id: str, allowed: Callable[[str], bool] = lambda c: True) -> dict:
+        """The full row with its feedback; QueryNotFound when unknown or another collection's."""
+        self.flush(timeout=10, ids=[query_id])
+        with self.db.session(read_only=True) as s:
+            r = self._load(s, query_id)
+            if r is None or not allowed(r.collection):
+                raise QueryNotFound(query_id)
+            out = row_dict(r)
+            fb = s.scalars(select(Feedback).where(Feedback.query_id == query_id).order_by(Feedback.id)).all()
+            out["feedback"] = [feedback_dict(f) for f in fb]
+        return out
+
+    def list(
+        self,
+        collections: list[str] | None = None,
+        collection: str | None = None,
+        since: float | None = None,
+        rating: str | None = None,
+        declined: bool | None = None,
+        labelled: bool | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict:
+        """Newest first. `collections`: what the caller may see (None = all). `rating`: up, down, any, none."""
+        stmt = scope(select(QueryRecord), collections, collection)
+        if since is not None:
+            stmt = stmt.where(QueryRecord.created_at >= since)
+        fb = select(Feedback.id).where(Feedback.query_id == QueryRecord.id)
+        if rating == "down":
+            stmt = stmt.where(exists(fb.where(Feedback.rating < 0)))
+        elif rating == "up":
+            stmt = stmt.where(exists(fb.where(Feedback.rating > 0)))
+        elif rating == "any":
+            stmt = stmt.where(exists(fb))
+        elif rating == "none":
+            stmt = stmt.where(~exists(fb))
+        if declined is not None:
+            stmt = stmt.where(QueryRecord.declined == declined)
+        if labelled is not None:
+            stmt = stmt.where(
+                QueryRecord.labelled_case.is_not(None) if labelled else QueryRecord.labelled_case.is_(None)
+            )
+        if text:
+            like = f"%{text.lower()}%"
+            stmt = stmt.where(
+                or_(func.lower(QueryRecord.question).like(like), func.lower(QueryRecord.answer).like(like))
+            )
+        self.flush(timeout=5)
+        with self.db.session(read_only=True) as s:
+            total = s.scalar(select(func.count()).select_from(stmt.subquery()))
+            rows = s.scalars(stmt.order_by(QueryRecord.created_at.desc()).limit(limit).offset(offset)).all()
+            items = [row_dict(r, full=False) for r in rows]
+            thumbs = ratings(s, [r["id"] for r in items])
+        for it in items:
+            it["feedback"] = thumbs.get(it["id"], {"up": 0, "down": 0})
+        return {"total": total, "items": items}
+
+    # feedback and labels
+    def add_feedback(
+        self,
+        query_id: str,
+        rating: int,
+        comment: str | None = None,
+        correct_doc_id: str | None = None,
+        allowed: Callable[[str], bool] = lambda c: True,
+    ) -> dict:
+        if rating not in (1, -1):
+            raise InvalidRequestError("invalid_rating", "rating is 1 (thumbs up) or -1 (thumbs down)", 422)
+        self.flush(timeout=10, ids=[query_id])
+        comment = redact(comment, self.settings.query_log_redact_emails, self.settings.query_log_redact_numbers)
+        with self.db.session() as s:
+            r = self._load(s, query_id)
+            if r is None or not allowed(r.collection):
+                raise QueryNotFound(query_id)
+            f = Feedback(
+                query_id=query_id, created_at=time.time(), rating=rating, comment=comment, correct_doc_id=correct_doc_id
+            )
+            s.add(f)
+            s.flush()
+            return feedback_dict(f)
+
+    def mark_labelled(self, query_id: str, case_id: str) -> None:
+        with self.db.session() as s:
+            s.execute(update(QueryRecord).where(QueryRecord.id == query_id).values(labelled_case=case_id))
+
+    # candidates
+    def candidates(
+        self,
+        collections: list[str] | None = None,
+        collection: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+    ) -> list[dict]:
+        """Unlabelled queries ranked by their signals, one per distinct question (the highest-scoring one,
+        with how many times it was asked); ties go to the most recent."""
+        self.flush(timeout=5)
+        return find_candidates(self.db, collections, collection, since, limit)
