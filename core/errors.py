@@ -62,6 +62,7 @@ class InvalidRequestError(RagError):
 
     http_status = 400
 
-    def __init__(self, code: str, message: str, http_status: int = 400):
+    def __init__(self, code: str, message: str, http_status: int = 400, details: list | None = None):
         super().__init__(message)
         self.code, self.http_status = code, http_status
+        self.details = details  # structured items a client can act on (e.g. each label problem and its closest text)

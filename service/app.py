@@ -61,7 +61,9 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError):
         _count(request, exc.code)
-        return _error(exc.http_status, exc.code, str(exc), headers=getattr(exc, "headers", None))
+        details = getattr(exc, "details", None)
+        extra = {"details": details} if details else {}
+        return _error(exc.http_status, exc.code, str(exc), headers=getattr(exc, "headers", None), **extra)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

@@ -11,11 +11,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from filelock import FileLock
 
 from core.settings import Settings
-from diagnostics.audit.golden import GoldenSetError, load_golden
+from diagnostics.audit.golden import Case, GoldenSetError, load_golden
 
 FOLDER = "golden"
 
@@ -55,9 +56,10 @@ def validate(settings: Settings, collection: str) -> str | None:
     return None
 
 
-def append_case(settings: Settings, collection: str, case: dict) -> int:
+def append_case(settings: Settings, collection: str, case: dict, check: Callable[[Case], None] | None = None) -> int:
     """Append one case; returns the number of rows in the file. Raises GoldenSetError (file and line named
-    as the UI shows them) when the file with the case would not load."""
+    as the UI shows them) when the file with the case would not load, and whatever `check` raises on the
+    parsed case (the labels looked up in the index) before anything is written."""
     path = golden_path(settings, collection)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=30):
@@ -70,9 +72,11 @@ def append_case(settings: Settings, collection: str, case: dict) -> int:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(after)
             try:
-                load_golden(Path(tmp))
+                loaded = load_golden(Path(tmp))
             except GoldenSetError as exc:
                 raise GoldenSetError(str(exc).replace(tmp, display_name(collection))) from None
+            if check is not None and loaded.cases:
+                check(loaded.cases[-1])
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -9,6 +9,7 @@ The matching is the audit's own: case and whitespace are ignored, a quote may cr
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 
 from core.store import Store
@@ -61,15 +62,21 @@ def holding(e: Expected, chunks: list[Chunk]) -> set[str]:
 
 
 def closest_passage(quote: str, chunks: list[Chunk]) -> tuple[str, float] | None:
-    """The document sentence most like the quote, and their similarity (difflib's ratio, 0-1)."""
+    """The document sentence most like the quote, and their similarity: the share of the quote's words the
+    sentence holds (0-1), ties broken by difflib's character ratio. Headings are not candidates."""
+    words = set(re.findall(r"\w+", quote.lower()))
     q = norm(quote)
-    best: tuple[str, float] | None = None
+    best, best_key = None, None
     for c in chunks:
         for s in sentences(c.text, min_words=1) or [c.text]:
-            r = difflib.SequenceMatcher(None, q, norm(s)).ratio()
-            if best is None or r > best[1]:
-                best = (s.strip(), round(r, 3))
-    return best
+            s = s.strip()
+            if not s or s.startswith("#"):
+                continue
+            share = len(words & set(re.findall(r"\w+", s.lower()))) / max(len(words), 1)
+            key = (round(share, 3), difflib.SequenceMatcher(None, q, norm(s)).ratio())
+            if best_key is None or key > best_key:
+                best, best_key = s, key
+    return None if best is None else (best, best_key[0])
 
 
 def stale_reason(e: Expected, chunks: list[Chunk]) -> str | None:
@@ -86,7 +93,7 @@ def stale_reason(e: Expected, chunks: list[Chunk]) -> str | None:
     reason = f"the quote {e.quote[:120]!r} is not in the document"
     near = closest_passage(e.quote, chunks)
     if near:
-        reason += f"; closest sentence (similarity {near[1]}): {near[0][:200]!r}"
+        reason += f"; closest sentence (holds {near[1]:.0%} of its words): {near[0][:200]!r}"
     return reason
 
 

@@ -12,6 +12,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InvalidRequestError
+from diagnostics.audit.golden import Case
+from diagnostics.audit.labels import check_expected
 from service.auth import Access
 from service.deps import AccessDep, StateDep
 from service.errors import ERRORS
@@ -142,10 +144,21 @@ class LabelRequest(BaseModel):
     tags: list[str] = Field([], max_length=20)
 
 
+def check_labels(state, collection: str, case: Case) -> None:
+    """Labels are looked up in the index before they are written: a document the collection does not hold, a
+    quote or span that is not in the document's stored text (with its closest sentence), or a document listed
+    twice with different grades is refused (422 `label_not_found`, each problem in `details`)."""
+    problems = check_expected(state.store, collection, list(case.expected))
+    if problems:
+        raise InvalidRequestError("label_not_found", "; ".join(p["message"] for p in problems)[:1000], 422, problems)
+
+
 @router.post("/v1/golden/{collection}/cases", status_code=201, responses=ERRORS)
 def add_case(collection: CollectionPath, req: LabelRequest, state: StateDep, access: AccessDep) -> dict:
     """Append one labelled case to the collection's golden set; validated with the audit's own loader first
-    (422 `golden_set_invalid` naming the line and field; nothing is written then)."""
+    (422 `golden_set_invalid` naming the line and field), then its sources looked up in the index (422
+    `label_not_found`: an unknown document, a quote that is not in it, a document twice with other grades);
+    nothing is written then."""
     access.check(collection)
     log = getattr(state, "querylog", None)
     if req.query_id:
@@ -170,7 +183,7 @@ def add_case(collection: CollectionPath, req: LabelRequest, state: StateDep, acc
     if req.audit_id:
         source.update(audit_id=req.audit_id, audit_case=req.audit_case)
     case["source"] = source
-    n = append_case(state.settings, collection, case)
+    n = append_case(state.settings, collection, case, lambda c: check_labels(state, collection, c))
     if req.query_id and log is not None:
         log.mark_labelled(req.query_id, case_id)
     return {"case": case, "file": display_name(collection), "rows": n}

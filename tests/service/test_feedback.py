@@ -139,6 +139,19 @@ def test_labelling_appends_validated_cases(live):
         "message": "golden/docs.jsonl, line 1: expected[0].grade must be a whole number >= 1",
     }
     assert not golden.exists()
+    # Labels are looked up in the index before anything is written (issue 17).
+    stale = {"question": q["question"], "expected": [{"doc_id": ctx["doc_id"], "quote": "a corrupt PDF is repaired"}]}
+    r = live.http.post(url, json=stale, headers=DOCS)
+    err = r.json()["error"]
+    assert r.status_code == 422 and err["code"] == "label_not_found" and "not in the document" in err["message"]
+    assert err["details"][0]["closest"]["similarity"] > 0.3 and "PDF" in err["details"][0]["closest"]["text"]
+    unknown = {"question": q["question"], "expected": [{"doc_id": "docs/nope.md"}]}
+    r = live.http.post(url, json=unknown, headers=DOCS)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["problem"] == "unknown_document"
+    twice = {"question": q["question"], "expected": [{"doc_id": ctx["doc_id"], "grade": 3}, {"doc_id": ctx["doc_id"]}]}
+    r = live.http.post(url, json=twice, headers=DOCS)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["problem"] == "duplicate_source"
+    assert not golden.exists()
 
     good = {
         "query_id": q["query_id"],
