@@ -149,7 +149,7 @@ def audit(
     from diagnostics.audit.golden import load_golden
     from diagnostics.audit.ingest_records import load_ingest_records
     from diagnostics.audit.report import write_reports
-    from diagnostics.audit.run import Auditor
+    from diagnostics.audit.run import GOOD, Auditor
     from diagnostics.judges.factory import make_judge
 
     settings = settings_for(collection)
@@ -199,6 +199,11 @@ def audit(
             )
         )
     out.print(f"reports: {paths['md']}, {paths['html']}, {paths['json']} ({report['seconds']} s)")
+    bad = [c for c in report["cases"] if c["verdict"] not in GOOD]
+    if bad:  # last, where a terminal leaves the eye: what failed and where to act
+        out.print(f"failing cases ({len(bad)}), with the lever for each:", markup=False)
+        for c in bad:
+            out.print(f"  {c['id']}  {c['verdict']}: {c.get('lever') or c['verdict_detail']}", markup=False)
     overall = report["overall"]
     failed = [
         f"{n} {overall[n]['mean'] or 0:.3f} < {v}" if n in overall else n

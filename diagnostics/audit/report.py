@@ -20,6 +20,34 @@ def write_reports(report: dict, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def failing(r: dict) -> list[dict]:
+    """The cases that need action (a failure, or a label to fix), in report order."""
+    return [c for c in r["cases"] if c["verdict"] not in GOOD]
+
+
+def ranks_text(item: dict) -> str:
+    """'sparse 3, dense -, fused 14, rerank 12': the lost source's chunk rank in each stage that ran."""
+    ranks = item.get("chunk_ranks") or item.get("ranks") or {}
+    return ", ".join(f"{stage} {'-' if rank is None else rank}" for stage, rank in ranks.items())
+
+
+def case_card_lines(c: dict) -> list[str]:
+    """One failing case as Markdown: verdict, where lost with the stage ranks, the lever, what is uncertain."""
+    lines = [f"### {c['id']}: {c['verdict']}", "", f"> {c['question']}", "", f"- **Why**: {c['verdict_detail']}"]
+    for item in c["lost"]:
+        where = f"- **Lost**: {item['doc_id']} at `{item['stage']}`"
+        where += f" ({ranks_text(item)})" if ranks_text(item) else ""
+        where += f": {item['reason']}" if item.get("reason") else ""
+        lines.append(where)
+    answer = (c.get("generation") or {}).get("answer")
+    if answer:
+        lines.append(f"- **Answer**: {answer[:300]}")
+    if c.get("lever"):
+        lines.append(f"- **Lever (where to act)**: {c['lever']}")
+    lines += [f"- **Uncertain**: {u}" for u in c.get("uncertain") or []]
+    return lines + [""]
+
+
 def _fmt(m: dict) -> str:
     if m["mean"] is None:
         return f"unmeasured ({m.get('unmeasured', 0)} cases)"
@@ -41,8 +69,16 @@ def to_markdown(r: dict) -> str:
         f"**{r['summary']['text']}**",
         "",
     ]
+    if r["summary"].get("lever"):
+        lines += [f"**Lever (where to act)**: {r['summary']['lever']}", ""]
     if r["golden"]["stubs_skipped"]:
         lines += [f"{len(r['golden']['stubs_skipped'])} unlabelled stubs skipped.", ""]
+    bad = failing(r)
+    lines += [f"## Failing cases ({len(bad)})", ""]
+    for c in bad:
+        lines += case_card_lines(c)
+    if not bad:
+        lines += ["None.", ""]
     lines += ["## Overall (mean, bootstrap 95% interval)", "", "| metric | value | n |", "|---|---|---|"]
     lines += [f"| {k} | {_fmt(m)} | {m['n']} |" for k, m in r["overall"].items()]
     for metric, items in r.get("judge_unmeasured", {}).items():
@@ -76,18 +112,17 @@ def to_markdown(r: dict) -> str:
             lines += [f"- `{f['id']}`: {f['baseline']} -> {f['current']} ({f['direction']})" for f in c["flipped"]]
     lines += [
         "",
-        "## Cases that failed",
+        "## All cases",
         "",
-        "| id | verdict | detail | expected | retrieved instead |",
-        "|---|---|---|---|---|",
+        "| id | verdict | detail | expected | retrieved | lever |",
+        "|---|---|---|---|---|---|",
     ]
     for c in r["cases"]:
-        if c["verdict"] in GOOD:
-            continue
         expected = ", ".join(e["doc_id"] for e in c["expected"]) or "(none)"
         got = ", ".join(dict.fromkeys(x["doc_id"] for x in c["retrieved"]))
         detail = c["verdict_detail"] + (" (uncertain: " + "; ".join(c["uncertain"]) + ")" if c.get("uncertain") else "")
-        lines.append(f"| {c['id']} | {c['verdict']} | {detail.replace('|', '/')} | {expected} | {got} |")
+        cells = [c["id"], c["verdict"], detail, expected, got, c.get("lever") or ""]
+        lines.append("| " + " | ".join(str(x).replace("|", "/").replace("\n", " ") for x in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -174,6 +209,9 @@ def to_html(r: dict) -> str:
             f"<small>{esc(c['verdict_detail'])}</small></td><td><small>{answer}</small></td></tr>"
         )
     overall = "".join(f"<tr><td>{esc(k)}</td><td>{_fmt(m)}</td><td>{m['n']}</td></tr>" for k, m in r["overall"].items())
+    cards = "".join(_card_html(c) for c in failing(r)) or "<p>None.</p>"
+    lever = r["summary"].get("lever")
+    lever_html = f'<p class="lever"><b>Lever (where to act)</b>: {esc(lever)}</p>' if lever else ""
     comparison = ""
     if "comparison" in r:
         crow = "".join(
@@ -190,16 +228,23 @@ def to_html(r: dict) -> str:
             f"<th>delta [95% CI]</th><th></th></tr>{crow}</table><ul>{flips}</ul>"
         )
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Retrieval audit: {esc(r["collection"])}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Retrieval audit: {esc(r["collection"])}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1200px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ddd; padding: 4px 8px; vertical-align: top; }}
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1em; max-width: 1200px; color: #222; overflow-wrap: anywhere; }}
+table {{ border-collapse: collapse; margin: 1em 0; display: block; max-width: 100%; overflow-x: auto; }} td, th {{ border: 1px solid #ddd; padding: 4px 8px; vertical-align: top; }}
+svg {{ max-width: 100%; height: auto; }} figure {{ margin: 0; max-width: 100%; }}
+.card {{ border: 1px solid #e8c4bc; border-left: 6px solid #e15759; background: #fff8f6; padding: .6em 1em; margin: .8em 0; }}
+.card h3 {{ margin: .2em 0; font-size: 1.05em; }} .card dl {{ margin: .3em 0; }} .card dt {{ font-weight: 600; margin-top: .3em; }} .card dd {{ margin: 0 0 0 1em; }}
+.lever {{ padding: .5em; background: #fdf6e3; }}
 tr.bad td {{ background: #fff3f0; }} tr.ok td {{ background: #f3fbf3; }} .summary {{ font-size: 1.15em; padding: .6em; background: #eef3fa; }}
 .plots {{ display: flex; gap: 2em; flex-wrap: wrap; }}
 </style></head><body>
 <h1>Retrieval audit: {esc(r["collection"])}</h1>
 <p>{r["golden"]["cases"]} cases, {esc(r["created_at"])}, mode {esc(str(r["settings"]["mode"]))}, fusion {esc(str(r["settings"]["fusion"]))}, generator sees the top {r["settings"]["cut"]} chunks.</p>
 <p class="summary">{esc(r["summary"]["text"])}</p>
+{lever_html}
+<h2 id="failing">Failing cases ({len(failing(r))})</h2>
+{cards}
 <div class="plots">
 <figure id="recall-curve"><figcaption>Recall@k (band: bootstrap 95% interval)</figcaption>{curve(points)}</figure>
 <figure id="where-lost"><figcaption>Where expected sources were lost</figcaption>{bars(lost, color="#e15759")}</figure>
@@ -207,8 +252,29 @@ tr.bad td {{ background: #fff3f0; }} tr.ok td {{ background: #f3fbf3; }} .summar
 </div>
 <h2>Overall</h2><table><tr><th>metric</th><th>mean [95% CI]</th><th>n</th></tr>{overall}</table>
 {comparison}
-<h2>Cases</h2>
+<h2>All cases</h2>
 <table id="cases"><tr><th>id</th><th>question</th><th>expected</th><th>retrieved (✔ = expected)</th><th>lost at</th><th>nDCG</th><th>verdict</th><th>answer</th></tr>
 {"".join(rows)}</table>
 </body></html>
 """
+
+
+def _card_html(c: dict) -> str:
+    """One failing case: verdict, where each source was lost with its rank in every stage, the lever, doubts."""
+    esc = html.escape
+    parts = [f"<dt>Why</dt><dd>{esc(c['verdict_detail'])}</dd>"]
+    for item in c["lost"]:
+        text = f"{esc(item['doc_id'])} at <code>{esc(item['stage'])}</code>"
+        text += f" ({esc(ranks_text(item))})" if ranks_text(item) else ""
+        text += f": {esc(item['reason'])}" if item.get("reason") else ""
+        parts.append(f"<dt>Where lost</dt><dd>{text}</dd>")
+    answer = (c.get("generation") or {}).get("answer")
+    if answer:
+        parts.append(f"<dt>Answer</dt><dd><small>{esc(answer[:400])}</small></dd>")
+    if c.get("lever"):
+        parts.append(f"<dt>Lever (where to act)</dt><dd>{esc(c['lever'])}</dd>")
+    parts += [f"<dt>Uncertain</dt><dd>{esc(u)}</dd>" for u in c.get("uncertain") or []]
+    return (
+        f'<section class="card" id="case-{esc(c["id"])}"><h3>{esc(c["id"])}: {esc(c["verdict"])}</h3>'
+        f"<p>{esc(c['question'])}</p><dl>{''.join(parts)}</dl></section>"
+    )
