@@ -78,7 +78,7 @@ def _submit(url: str, api_key: Optional[str], paths: list[Path], collection: str
     import httpx
 
     from core.errors import StoreError
-    from ingest.pipeline import discover
+    from ingest.identity import discover
 
     files = [f for f, _, skip in discover(paths) if skip is None and f.is_file()]
     headers = {"X-API-Key": api_key} if api_key else {}
@@ -224,6 +224,17 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with _errors():
         state = ServiceState.build(settings)
+    base = f"http://{host or settings.host}:{port or settings.port}"
+    generator = state.answerer.generator.name
+    logging.getLogger("rag.service").info(
+        "web UI at %s/ui, API docs at %s/docs; answers by the %s generator%s",
+        base,
+        base,
+        generator,
+        " (extractive until an LLM is configured: RAG_LLM_BASE_URL=http://host:port/v1 RAG_LLM_MODEL=name)"
+        if generator == "extractive"
+        else "",
+    )
     uvicorn.run(
         create_app(settings, state),
         host=host or settings.host,

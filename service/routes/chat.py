@@ -80,6 +80,18 @@ def _text(content: str | list[ContentPart] | None) -> str:
     return content or ""
 
 
+@router.get("/v1/models", responses=ERRORS)
+def list_models(state: StateDep, access: AccessDep) -> dict:
+    """OpenAI's model list, which chat front-ends ask for first: `rag` (the default collection) and
+    `rag/<collection>` for each collection this key may read."""
+    names = ["rag"] if access.allows(state.settings.collection) else []
+    names += [f"rag/{c}" for c in sorted(state.store.list_collections()) if access.allows(c)]
+    return {
+        "object": "list",
+        "data": [{"id": n, "object": "model", "created": 0, "owned_by": "rag-why"} for n in names],
+    }
+
+
 @router.post("/v1/chat/completions", responses=ERRORS)
 def chat_completions(req: ChatRequest, state: StateDep, access: AccessDep):
     users = [m for m in req.messages if m.role == "user"]

@@ -38,6 +38,12 @@ def ui_index() -> FileResponse:
     return FileResponse(UI_DIR / "index.html", media_type="text/html", headers=HEADERS)
 
 
+@router.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    """A person who opens the service's address lands on the UI."""
+    return RedirectResponse("/ui")
+
+
 @router.get("/ui/", include_in_schema=False)
 def ui_slash() -> RedirectResponse:
     return RedirectResponse("/ui")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import openai
 import pytest
 
@@ -71,6 +72,12 @@ def test_llm_endpoint_gone(base_settings):
 
 def test_openai_client_against_facade(live):
     client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0)
+    # chat front-ends list the models first: the default collection and each collection by name
+    models = {m.id for m in client.models.list()}
+    assert {"rag", "rag/docs"} <= models and all(m == "rag" or m.startswith("rag/") for m in models)
+    # a person opening the service's address lands on the UI
+    home = httpx.get(live.url + "/", follow_redirects=False)
+    assert home.status_code in (302, 307) and home.headers["location"] == "/ui"
     resp = client.chat.completions.create(
         model="rag/docs", messages=[{"role": "user", "content": "What happens to a corrupt PDF during ingest?"}]
     )
