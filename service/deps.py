@@ -48,6 +48,11 @@ def get_owner(request: Request, state: StateDep) -> str:
 OwnerDep = Annotated[str, Depends(get_owner)]
 
 
+def scope(access: Access) -> list[str] | None:
+    """The collections a key may read, for a query's WHERE (None = every one)."""
+    return None if access.collections is None or "*" in access.collections else list(access.collections)
+
+
 def job_visible(job: dict, access: Access) -> bool:
     """The key may read the job's collection and, for an experiment, every collection its variants ran on."""
     variants = (job.get("report") or {}).get("variants", []) if job["kind"] == "experiment" else []

@@ -5,6 +5,8 @@ them, runs one worker per kind that claims the next job (service/jobs/claims.py)
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -149,6 +151,20 @@ class JobManager:
             out["progress"] = dict(live.progress)  # fresher than the last write
         return out
 
+    def list(
+        self, kind: str, collections: list[str] | None, limit: int = 50, before: float | None = None
+    ) -> list[dict]:
+        """Jobs of one kind, newest first, in these collections (None = all), created before `before` (paging).
+        Each as `public` shows it, with the report's bulky parts left out (see `summary_of`)."""
+        q = select(Job).where(Job.kind == kind)
+        if collections is not None:
+            q = q.where(Job.collection.in_(collections))
+        if before is not None:
+            q = q.where(Job.created_at < before)
+        with self.db.session(read_only=True) as s:
+            jobs = s.scalars(q.order_by(Job.created_at.desc()).limit(limit)).all()
+            return [summary_of(j) for j in jobs]
+
     def owner(self, job_id: str) -> str | None:
         with self.db.session(read_only=True) as s:
             return s.scalar(select(Job.owner).where(Job.id == job_id))
@@ -264,3 +280,31 @@ def public(job: Job) -> dict:
         "error": job.error,
         "cancel_requested": bool(job.cancel) and job.status == "running",
     }
+
+
+def golden_hash(request: dict | None) -> str | None:
+    """A short hash of the golden set an audit or experiment ran on: two runs compare only on the same set."""
+    cases = (request or {}).get("cases")
+    if not cases:
+        return None
+    return hashlib.sha256(json.dumps(cases, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
+
+
+def summary_of(job: Job) -> dict:
+    """A listed audit or experiment: status, progress, the settings it ran with, the golden set's hash, and
+    the verdict counts and summary text (not the cases)."""
+    out = {k: v for k, v in public(job).items() if k not in ("report", "files")}
+    report = job.report or {}
+    request = job.request or {}
+    out["golden_hash"] = golden_hash(request)
+    out["cases"] = len(request.get("cases") or [])
+    if job.kind == "audit":
+        out["settings"] = report.get("settings") or {
+            k: request.get(k) for k in ("ks", "generate", "rerank", "judge") if k in request
+        }
+        out["verdicts"] = report.get("verdicts")
+        out["summary"] = (report.get("summary") or {}).get("text")
+    else:
+        out["variants"] = [v.get("name") for v in report.get("variants", [])] or None
+        out["collections"] = sorted({v.get("collection") or job.collection for v in report.get("variants", [])})
+    return out

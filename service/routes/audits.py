@@ -6,9 +6,9 @@ service/jobs/requests.py, the run in service/jobs/runners.py."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from service.deps import AccessDep, OwnerDep, StateDep, visible_job
+from service.deps import AccessDep, OwnerDep, StateDep, scope, visible_job
 from service.errors import ERRORS
 from service.jobs.requests import AuditRequest, check_cases, golden_from_cases, require_judge
 
@@ -31,6 +31,19 @@ def start_audit(req: AuditRequest, state: StateDep, access: AccessDep, owner: Ow
         "audit", collection, owner, request=request, progress={"cases": 0, "total": len(golden.cases)}
     )
     return {**{k: v for k, v in job.items() if k not in ("report", "files")}, "faithfulness_judge": card}
+
+
+@router.get("/v1/audits", responses=ERRORS)
+def list_audits(
+    state: StateDep,
+    access: AccessDep,
+    limit: int = Query(50, ge=1, le=200),
+    before: float | None = Query(None, ge=0, le=1e11, description="Created before this Unix time: the next page."),
+) -> dict:
+    """Audits of the collections this key may read, newest first, from the API, the UI and `rag audit --submit`
+    alike (every job of kind audit): status, cases, settings, the golden set's hash, verdicts and summary."""
+    items = state.jobs.list("audit", scope(access), limit, before)
+    return {"items": items, "next_before": items[-1]["created_at"] if len(items) == limit else None}
 
 
 @router.get("/v1/audits/{audit_id}", responses=ERRORS)

@@ -6,10 +6,10 @@ checks are in service/jobs/requests.py, the run in service/jobs/runners.py."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from core.errors import InvalidRequestError
-from service.deps import AccessDep, OwnerDep, StateDep, job_visible, visible_job
+from service.deps import AccessDep, OwnerDep, StateDep, job_visible, scope, visible_job
 from service.errors import ERRORS
 from service.jobs.requests import (
     ExperimentRequest,
@@ -47,6 +47,19 @@ def start_experiment(req: ExperimentRequest, state: StateDep, access: AccessDep,
     total = len(golden.cases) * len(variants)
     job = state.jobs.submit("experiment", collection, owner, request=request, progress={"cases": 0, "total": total})
     return {k: v for k, v in job.items() if k not in ("report", "files")}
+
+
+@router.get("/v1/experiments", responses=ERRORS)
+def list_experiments(
+    state: StateDep,
+    access: AccessDep,
+    limit: int = Query(50, ge=1, le=200),
+    before: float | None = Query(None, ge=0, le=1e11, description="Created before this Unix time: the next page."),
+) -> dict:
+    """Experiments this key may read (every collection their variants ran on), newest first."""
+    rows = state.jobs.list("experiment", scope(access), limit, before)
+    items = [r for r in rows if all(access.allows(c) for c in [r["collection"], *r.get("collections", [])])]
+    return {"items": items, "next_before": rows[-1]["created_at"] if len(rows) == limit else None}
 
 
 @router.get("/v1/experiments/{experiment_id}", responses=ERRORS)

@@ -53,6 +53,9 @@ def test_an_experiment_of_retrieval_variants_compares_them(server):
     assert job["status"] == "succeeded" and job["kind"] == "experiment", job
     got = server.http.get(f"/v1/experiments/{started['id']}", headers=headers("docs-key"))
     assert got.status_code == 200
+    listed = server.http.get("/v1/experiments", headers=headers("docs-key")).json()["items"]
+    row = next(x for x in listed if x["id"] == started["id"])
+    assert row["variants"] == ["baseline", "top1", "dense"] and row["collections"] == ["docs"] and row["cases"] == 3
     report = got.json()["report"]
     assert [v["name"] for v in report["variants"]] == ["baseline", "top1", "dense"]
     assert report["baseline"] == "baseline" and report["cases"] == 3

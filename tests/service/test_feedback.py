@@ -189,6 +189,12 @@ def test_labelling_appends_validated_cases(live):
     # The audit route takes the file's rows as they are.
     job = live.http.post("/v1/audits", json={"collection": "docs", "cases": listed["rows"]}, headers=DOCS)
     assert job.status_code == 202, job.text
+    # Audits live on the server, not in a browser tab: listed for every key that may read the collection.
+    audits = live.http.get("/v1/audits", headers=DOCS).json()
+    mine = next(a for a in audits["items"] if a["id"] == job.json()["id"])
+    assert mine["cases"] == 2 and len(mine["golden_hash"]) == 12 and "report" not in mine
+    assert job.json()["id"] not in {a["id"] for a in live.http.get("/v1/audits", headers=SCI).json()["items"]}
+    assert live.http.get("/v1/audits", params={"limit": 0}, headers=DOCS).status_code == 422
 
 
 def test_ui_and_docs_are_served_from_the_package(live):
