@@ -1,7 +1,7 @@
 // One audit: progress while it runs, then its plots, verdicts, metrics, a baseline comparison and cases.
 
 import { api } from "./api.js";
-import { knownAudits, rememberAudit } from "./audits.js";
+import { knownAudits } from "./audits.js";
 import { enc, errorBox, fmt, fmtTime, h, show } from "./dom.js";
 import { go, render } from "./nav.js";
 import { verdictBadge } from "./widgets.js";
@@ -19,7 +19,6 @@ function slim(report) {
 
 export async function auditPage(id, params) {
   const job = await api(`/v1/audits/${enc(id)}`);
-  rememberAudit(job);
   if (job.status === "queued" || job.status === "running") {
     const p = job.progress || {};
     show(
@@ -42,8 +41,11 @@ export async function auditPage(id, params) {
   let baseline = null;
   if (baselineId) baseline = (await api(`/v1/audits/${enc(baselineId)}`)).report;
   const view = await api("/v1/ui/audit-view", { method: "POST", body: { report: slim(r), baseline: baseline ? slim(baseline) : null } });
-  const others = knownAudits().filter((a) => a.id !== id && a.collection === job.collection);
-  const baseSel = h("select", { id: "baseline", "aria-label": "Baseline audit" }, h("option", { value: "" }, "no baseline"), others.map((a) => h("option", { value: a.id, selected: a.id === baselineId }, `${a.id.slice(0, 8)} · ${fmtTime(a.created_at)}`)));
+  const listed = await knownAudits();
+  const others = listed.filter((a) => a.id !== id && a.collection === job.collection && a.status === "succeeded");
+  const mine = listed.find((a) => a.id === id);
+  const label = (a) => `${a.id.slice(0, 8)} · ${fmtTime(a.created_at)} · ${a.settings?.generate ? "generating" : "retrieval only"}${mine && a.golden_hash !== mine.golden_hash ? " · other golden set" : ""}`;
+  const baseSel = h("select", { id: "baseline", "aria-label": "Baseline audit" }, h("option", { value: "" }, "no baseline"), others.map((a) => h("option", { value: a.id, selected: a.id === baselineId }, label(a))));
   baseSel.addEventListener("change", () => go(`#/audit/${id}${baseSel.value ? `?baseline=${baseSel.value}` : ""}`));
   const s = r.settings;
   const cmp = view.comparison;

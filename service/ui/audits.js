@@ -1,25 +1,40 @@
-// Audits: the golden sets to audit, the audits started in this tab, starting one.
+// Audits: the golden sets to audit, every audit on the server this key may read, starting one.
 
 import { ApiError, api, collections } from "./api.js";
 import { enc, errorBox, fmtTime, h, show } from "./dom.js";
 import { go } from "./nav.js";
 
-const AUDITS = "rag-why.audits";
-
-export function knownAudits() {
-  return JSON.parse(sessionStorage.getItem(AUDITS) || "[]");
+// The history lives on the server (GET /v1/audits): audits from the API, the CLI and other tabs alike.
+export async function knownAudits() {
+  return (await api("/v1/audits?limit=100")).items;
 }
-export function rememberAudit(job) {
-  const list = knownAudits().filter((a) => a.id !== job.id);
-  list.unshift({ id: job.id, collection: job.collection, created_at: job.created_at });
-  sessionStorage.setItem(AUDITS, JSON.stringify(list.slice(0, 50)));
+
+function settingsText(a) {
+  const s = a.settings || {};
+  const parts = [s.mode, s.fusion, s.cut != null ? `top ${s.cut}` : null, s.generate ? `generator ${s.generator || "on"}` : "retrieval only"];
+  return parts.filter(Boolean).join(", ");
+}
+
+function auditRow(a) {
+  const verdicts = a.verdicts ? Object.entries(a.verdicts).map(([v, n]) => `${v} ${n}`).join(", ") : "";
+  return h(
+    "tr",
+    {},
+    h("td", {}, h("a", { href: `#/audit/${a.id}` }, a.id.slice(0, 8))),
+    h("td", {}, a.collection),
+    h("td", {}, a.status),
+    h("td", { class: "num" }, a.cases),
+    h("td", { class: "small" }, settingsText(a)),
+    h("td", { class: "small mono", title: "the golden set's hash: runs compare only on the same set" }, a.golden_hash || ""),
+    h("td", { class: "small" }, verdicts),
+    h("td", { class: "small" }, fmtTime(a.created_at)),
+  );
 }
 
 export async function startAudit(collection, generate) {
   const g = await api(`/v1/golden/${enc(collection)}`);
   if (g.error) throw new ApiError(422, "golden_set_invalid", g.error);
   const job = await api("/v1/audits", { method: "POST", body: { collection, cases: g.rows, generate } });
-  rememberAudit(job);
   go(`#/audit/${job.id}`);
 }
 
@@ -51,15 +66,15 @@ export async function auditsPage() {
     );
   });
   const openId = h("input", { type: "text", id: "open-audit", placeholder: "audit id", "aria-label": "Audit id" });
-  const known = knownAudits();
+  const known = await knownAudits();
   show(
     h("h1", {}, "Audits"),
     h("h2", {}, "Golden sets"),
     cards.length ? cards : h("p", { class: "muted" }, "No collections visible to this key."),
-    h("h2", {}, "Audits started here"),
+    h("h2", {}, "Audits"),
     known.length
-      ? h("ul", { id: "audit-list" }, known.map((a) => h("li", {}, h("a", { href: `#/audit/${a.id}` }, a.id), ` · ${a.collection} · ${fmtTime(a.created_at)}`)))
-      : h("p", { class: "muted" }, "None in this tab yet."),
+      ? h("div", { class: "table-wrap" }, h("table", { id: "audit-list" }, h("thead", {}, h("tr", {}, ["audit", "collection", "status", "cases", "settings", "golden set", "verdicts", "started"].map((x) => h("th", {}, x)))), h("tbody", {}, known.map(auditRow))))
+      : h("p", { class: "muted" }, "No audits yet."),
     h("form", { class: "row", onsubmit: (ev) => { ev.preventDefault(); if (openId.value.trim()) go(`#/audit/${openId.value.trim()}`); } }, openId, h("button", { type: "submit", class: "secondary" }, "Open")),
   );
 }

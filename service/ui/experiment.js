@@ -2,7 +2,6 @@
 
 import { api } from "./api.js";
 import { enc, errorBox, fmt, h, show } from "./dom.js";
-import { rememberExperiment } from "./experiments.js";
 import { render } from "./nav.js";
 
 function comparisonTable(r, all) {
@@ -38,7 +37,6 @@ function comparisonTable(r, all) {
 
 export async function experimentPage(id) {
   const job = await api(`/v1/experiments/${enc(id)}`);
-  rememberExperiment(job);
   if (job.status === "queued" || job.status === "running") {
     const p = job.progress || {};
     const cancel = h("button", { type: "button", class: "secondary", id: "exp-cancel" }, "Cancel");

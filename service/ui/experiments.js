@@ -4,7 +4,6 @@ import { ApiError, api, collections } from "./api.js";
 import { enc, errorBox, fmtTime, h, show } from "./dom.js";
 import { go } from "./nav.js";
 
-const EXPERIMENTS = "rag-why.experiments";
 const EXPERIMENT_DRAFT = "rag-why.experiment-draft";
 const EXAMPLE_VARIANTS = [
   `# The baseline: the service's defaults. Every other variant is compared with it.
@@ -32,13 +31,9 @@ mode = "dense"
 `,
 ];
 
-function knownExperiments() {
-  return JSON.parse(sessionStorage.getItem(EXPERIMENTS) || "[]");
-}
-export function rememberExperiment(job) {
-  const list = knownExperiments().filter((a) => a.id !== job.id);
-  list.unshift({ id: job.id, collection: job.collection, created_at: job.created_at });
-  sessionStorage.setItem(EXPERIMENTS, JSON.stringify(list.slice(0, 50)));
+// The history lives on the server (GET /v1/experiments): from the API and every tab alike.
+async function knownExperiments() {
+  return (await api("/v1/experiments?limit=100")).items;
 }
 
 function parseCases(text) {
@@ -152,21 +147,20 @@ export async function experimentsPage() {
     runBtn.disabled = true;
     try {
       const job = await api("/v1/experiments", { method: "POST", body });
-      rememberExperiment(job);
       go(`#/experiment/${job.id}`);
     } catch (e) {
       err.replaceChildren(errorBox(e)); // every edit stays; fix and run again
       runBtn.disabled = false;
     }
   });
-  const known = knownExperiments();
+  const known = await knownExperiments();
   show(
     h("h1", {}, "Experiments"),
     h("p", { class: "muted" }, "Audit 2–4 variants of the pipeline on the same golden cases; each is compared with the first by a paired bootstrap, and a winner is named per metric only when the 95% interval says so."),
     form,
-    h("h2", {}, "Experiments started here"),
+    h("h2", {}, "Experiments"),
     known.length
-      ? h("ul", { id: "experiment-list" }, known.map((a) => h("li", {}, h("a", { href: `#/experiment/${a.id}` }, a.id), ` · ${a.collection} · ${fmtTime(a.created_at)}`)))
-      : h("p", { class: "muted" }, "None in this tab yet."),
+      ? h("ul", { id: "experiment-list" }, known.map((a) => h("li", {}, h("a", { href: `#/experiment/${a.id}` }, a.id.slice(0, 8)), ` · ${a.collection} · ${a.status} · ${a.cases} cases · ${(a.variants || []).join(", ")} · golden set ${a.golden_hash || "?"} · ${fmtTime(a.created_at)}`)))
+      : h("p", { class: "muted" }, "No experiments yet."),
   );
 }
