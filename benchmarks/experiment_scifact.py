@@ -30,7 +30,7 @@ from core.store import open_store
 from diagnostics.metrics import dedupe, mean, ndcg_at, recall_at
 from engine.engine import Engine
 from engine.retrieval import PAYLOAD_FIELDS, stage_requests
-from ingest.pipeline import embed_text
+from ingest.points import embed_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = Path(os.environ.get("RAG_SHARED_DATA", ROOT.parent / "shared" / "data")) / "scifact"

@@ -21,7 +21,8 @@ from core.settings import Settings
 from core.store import open_store
 from ingest.chunking import chunk_text
 from ingest.parsers import parse_file
-from ingest.pipeline import Ingestor, embed_text
+from ingest.pipeline import Ingestor
+from ingest.points import embed_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

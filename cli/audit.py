@@ -219,8 +219,8 @@ def audit(
 
 def _corpus_ids(paths: list[Path], settings: Settings) -> set[str]:
     """Document ids of the given corpus files, as ingest would assign them (BEIR ids read from the file)."""
+    from ingest.identity import discover
     from ingest.parsers import parse_file
-    from ingest.pipeline import discover
 
     ids = set()
     for path, doc_id, skip in discover(paths):

@@ -15,7 +15,7 @@ fine-tuned generator cannot fix, and are left out with their reason.
 Pairs (`retriever_pairs`) take the positive passage from the expected document's best retrieved chunk (or
 its chunk holding the quote/span, else its first chunk) and hard negatives from the audit's candidates:
 the best-ranked chunks of other documents. Passages are written as ingest embeds them (title > headings,
-then the text: ingest.pipeline.embed_text).
+then the text: ingest.points.embed_text).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from engine.generation.citations import CITATION
 from engine.generation.prompt import DECLINE, build_messages, load_fewshot, system_prompt
 from engine.params import RetrievalParams
 from engine.retrieval import Context, Retriever
-from ingest.pipeline import embed_text
+from ingest.points import embed_text
 
 BEHAVIOUR_VERDICTS = {"unsupported_claims", "should_have_declined", "retrieved_but_not_used"}
 KNOWLEDGE_VERDICTS = {"retrieval_miss", "not_in_corpus", "wrong_answer"}

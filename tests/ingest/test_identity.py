@@ -107,15 +107,16 @@ def test_a_different_corpus_with_the_same_name_does_not_replace_the_first(tmp_pa
 
 def write_old_style(ingestor, store, docs_dir):
     """What versions before issue 8 wrote: the same ids and chunks, with absolute `source` payloads."""
+    from ingest.identity import discover
     from ingest.parsers import parse_file
-    from ingest.pipeline import IngestReport, discover
+    from ingest.report import IngestReport
 
     store.ensure_collection("test", ingestor.spec)
     state = store.index_state("test")
     for path, source, skip in discover([docs_dir]):
         for doc in parse_file(path, source, 10**9):
             old = Document(doc.doc_id, doc.title, doc.text, str(path), doc.doc_type, doc.metadata, doc.page_starts)
-            ingestor._write("test", [ingestor._plan(old, state)], IngestReport("test"), lambda *a: None)
+            ingestor.writer.write("test", [ingestor._plan(old, state)], IngestReport("test"), lambda *a: None)
     store.flush()
 
 
