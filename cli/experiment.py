@@ -28,7 +28,9 @@ def experiment(
     """Compare pipeline variants (retrieval, prompt, few-shot, reasoning, generator, judge) on one golden set."""
     from core.store import open_store
     from diagnostics.audit.golden import load_golden
-    from diagnostics.ladder.experiment import ExperimentRunner, load_variants, to_markdown, write_experiment
+    from diagnostics.ladder.analysis import to_markdown, write_experiment
+    from diagnostics.ladder.experiment import ExperimentRunner
+    from diagnostics.ladder.variants import load_variants
 
     settings = settings_for(collection)
     ks = parse_ks(k)

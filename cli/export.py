@@ -51,7 +51,8 @@ def export_finetune(
 ) -> None:
     """Chat fine-tuning JSONL whose prompts are exactly what the service sends; behaviour failures by default."""
     from diagnostics.audit.golden import load_golden
-    from diagnostics.ladder.finetune import chat_examples, token_counter, validate_chat_jsonl, write_jsonl
+    from diagnostics.ladder.chat_format import token_counter, validate_chat_jsonl
+    from diagnostics.ladder.finetune import chat_examples, write_jsonl
 
     if fmt != "openai-chat":
         err.print(f"[bold red]error[/]: --format supports openai-chat (got {fmt!r})")
@@ -98,7 +99,8 @@ def export_pairs(
 ) -> None:
     """(question, positive passage, hard negatives) for contrastive retriever training."""
     from diagnostics.audit.golden import load_golden
-    from diagnostics.ladder.finetune import retriever_pairs, validate_pairs_jsonl, write_jsonl
+    from diagnostics.ladder.finetune import write_jsonl
+    from diagnostics.ladder.pairs import retriever_pairs, validate_pairs_jsonl
 
     settings = settings_for(collection)
     with errors():
@@ -129,9 +131,12 @@ def tune_embeddings(
 ) -> None:
     """Fine-tune the embedding model on the golden set's questions, build a new collection, audit both."""
     from diagnostics.audit.golden import load_golden
-    from diagnostics.ladder.experiment import ExperimentRunner, Variant, to_markdown, write_experiment
-    from diagnostics.ladder.finetune import retriever_pairs, write_jsonl
+    from diagnostics.ladder.analysis import to_markdown, write_experiment
+    from diagnostics.ladder.experiment import ExperimentRunner
+    from diagnostics.ladder.finetune import write_jsonl
+    from diagnostics.ladder.pairs import retriever_pairs
     from diagnostics.ladder.tune_embeddings import build_collection, split_golden, train
+    from diagnostics.ladder.variants import Variant
 
     settings = settings_for(collection)
     src = settings.collection

@@ -1,2 +1,3 @@
-"""The optimisation ladder, in the order to climb it: experiments (compare pipeline variants on one golden set),
-fine-tuning export (chat examples for the generator), retriever tuning (fine-tune the embedding model)."""
+"""The optimisation ladder, in the order to climb it: experiments (compare pipeline variants on one golden set:
+variants, experiment, analysis), fine-tuning export (chat examples for the generator: finetune, chat_format;
+retriever pairs: pairs), retriever tuning (fine-tune the embedding model: tune_embeddings)."""

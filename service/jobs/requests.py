@@ -14,14 +14,8 @@ from core.errors import ConfigError, InvalidRequestError
 from core.settings import Settings
 from diagnostics.audit.golden import GoldenSet, load_golden
 from diagnostics.judges.factory import judge_card
-from diagnostics.ladder.experiment import (
-    DEFAULT_TABLE_METRICS,
-    Variant,
-    VariantError,
-    check_variants,
-    load_variant_text,
-    parse_variant,
-)
+from diagnostics.ladder.analysis import DEFAULT_TABLE_METRICS
+from diagnostics.ladder.variants import Variant, VariantError, check_variants, load_variant_text, parse_variant
 from service.schemas import CollectionName
 
 MAX_VARIANTS = 8

@@ -13,7 +13,8 @@ from core.errors import InvalidRequestError
 from core.settings import Settings
 from diagnostics.audit.run import Auditor
 from diagnostics.judges.factory import make_judge
-from diagnostics.ladder.experiment import DEFAULT_TABLE_METRICS, ExperimentRunner, to_markdown
+from diagnostics.ladder.analysis import DEFAULT_TABLE_METRICS, to_markdown
+from diagnostics.ladder.experiment import ExperimentRunner
 from service.jobs.context import JobContext, Outcome, Runner, scrub
 from service.jobs.requests import AuditRequest, ExperimentRequest, golden_from_cases, parse_variants
 

@@ -11,17 +11,9 @@ import pytest
 
 from core.settings import Settings
 from diagnostics.audit.golden import Case, Expected, GoldenSet
-from diagnostics.ladder.experiment import (
-    CachingEmbedder,
-    ExperimentRunner,
-    Variant,
-    VariantError,
-    analyse,
-    load_variant,
-    load_variants,
-    to_markdown,
-    write_experiment,
-)
+from diagnostics.ladder.analysis import analyse, to_markdown, write_experiment
+from diagnostics.ladder.experiment import CachingEmbedder, ExperimentRunner
+from diagnostics.ladder.variants import Variant, VariantError, load_variant, load_variants
 from engine.generation.prompt import SYSTEM, system_prompt
 from engine.prompts import ReasoningFilter, builtin_prompts, read_prompt, strip_reasoning
 from tests.conftest import ingest_kb

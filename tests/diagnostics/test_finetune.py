@@ -12,14 +12,9 @@ import pytest
 from core.sparse import Bm25Encoder
 from diagnostics.audit.golden import Case, Expected, GoldenSet
 from diagnostics.audit.run import Auditor
-from diagnostics.ladder.finetune import (
-    behaviour_failure,
-    chat_examples,
-    retriever_pairs,
-    validate_chat_jsonl,
-    validate_pairs_jsonl,
-    write_jsonl,
-)
+from diagnostics.ladder.chat_format import validate_chat_jsonl
+from diagnostics.ladder.finetune import behaviour_failure, chat_examples, write_jsonl
+from diagnostics.ladder.pairs import retriever_pairs, validate_pairs_jsonl
 from diagnostics.ladder.tune_embeddings import batches, split_golden, train
 from engine.answer import Answerer, sources_of
 from engine.generation.extractive import ExtractiveGenerator
