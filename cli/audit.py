@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.support import EXIT_BELOW_GATE, EXIT_ERROR, err, errors, open_engine, out, parse_ks, settings_for
 from core.settings import Settings
+from diagnostics.metrics import DEFAULT_KS
 
 golden_app = typer.Typer(help="Golden sets: import, and grow them from audits.", no_args_is_help=True)
 
@@ -120,7 +121,7 @@ def _parse_gates(gates: list[str], ks: list[int] | None = None) -> dict[str, flo
 def audit(
     golden: Path = typer.Argument(..., help="Golden set JSONL."),
     collection: Optional[str] = typer.Option(None, "--collection", "-c"),
-    k: str = typer.Option("1,3,5,10", "--k", help="Cut-offs for the metrics."),
+    k: str = typer.Option(",".join(map(str, DEFAULT_KS)), "--k", help="Cut-offs for the metrics."),
     generate: bool = typer.Option(False, "--generate", help="Also generate and judge the answers."),
     judge: bool = typer.Option(
         False,

@@ -10,13 +10,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.support import err, errors, out, parse_ks, settings_for
+from diagnostics.metrics import DEFAULT_KS
 
 
 def experiment(
     golden: Path = typer.Argument(..., help="Golden set JSONL."),
     variant: list[Path] = typer.Option(..., "--variant", "-v", help="A variant TOML; the first is the baseline."),
     collection: Optional[str] = typer.Option(None, "--collection", "-c", help="Default collection of the variants."),
-    k: str = typer.Option("1,3,5,10", "--k", help="Cut-offs for the metrics."),
+    k: str = typer.Option(",".join(map(str, DEFAULT_KS)), "--k", help="Cut-offs for the metrics."),
     generate: bool = typer.Option(
         False, "--generate", help="Generate and judge answers in every variant (variants with [generation] always do)."
     ),

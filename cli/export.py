@@ -17,9 +17,10 @@ export_app = typer.Typer(help="Fine-tuning data from a golden set.", no_args_is_
 def _audit(engine, gold, collection: str, params, generate: bool) -> dict:
     from diagnostics.audit.run import Auditor
     from diagnostics.judges.heuristic import FaithfulnessScorer
+    from diagnostics.metrics import DEFAULT_KS
 
     scorer = FaithfulnessScorer(engine.embedder, engine.bm25) if generate else None
-    return Auditor(engine.answerer, engine.store, scorer).run(gold, collection, params, (1, 3, 5, 10), generate)
+    return Auditor(engine.answerer, engine.store, scorer).run(gold, collection, params, DEFAULT_KS, generate)
 
 
 def _print_validation(v: dict) -> None:

@@ -9,7 +9,9 @@ import math
 import random
 from typing import Sequence
 
-import numpy as np
+# The cut-offs metrics are reported at (recall@k, nDCG@k, ...) unless a run names others; the one default of
+# the audit, experiments, the API and the CLI. numpy is imported where it is used, so importing this is cheap.
+DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10)
 
 
 def hit_at(ranking: Sequence[str], rel: dict[str, int], k: int) -> float:
@@ -87,6 +89,8 @@ def mean(values: Sequence[float]) -> float:
 
 def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
     """Probability that a random positive scores above a random negative (ties count half)."""
+    import numpy as np
+
     s, y = np.asarray(scores), np.asarray(labels)
     pos, neg = s[y == 1], s[y == 0]
     wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
@@ -95,6 +99,8 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
 
 def balanced_accuracy(scores: Sequence[float], labels: Sequence[int], threshold: float) -> float:
     """Mean of the recall of positives (score >= threshold) and of negatives (score < threshold)."""
+    import numpy as np
+
     s, y = np.asarray(scores), np.asarray(labels)
     pred = s >= threshold
     return float(0.5 * (pred[y == 1].mean() + (~pred[y == 0]).mean()))

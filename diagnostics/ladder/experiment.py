@@ -32,6 +32,7 @@ from diagnostics.judges.base import Judge
 from diagnostics.judges.factory import make_judge
 from diagnostics.ladder.analysis import analyse
 from diagnostics.ladder.variants import Variant, VariantError
+from diagnostics.metrics import DEFAULT_KS
 from engine.answer import Answerer
 from engine.generation.extractive import ExtractiveGenerator
 from engine.generation.llm import LLMGenerator
@@ -161,7 +162,7 @@ class ExperimentRunner:
         self,
         golden: GoldenSet,
         variants: Sequence[Variant],
-        ks: Iterable[int] = (1, 3, 5, 10),
+        ks: Iterable[int] = DEFAULT_KS,
         generate: bool = False,
         progress: Callable[[str, int], None] | None = None,
     ) -> tuple[dict, list[dict]]:

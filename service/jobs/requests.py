@@ -16,6 +16,7 @@ from diagnostics.audit.golden import GoldenSet, load_golden
 from diagnostics.judges.factory import judge_card
 from diagnostics.ladder.analysis import DEFAULT_TABLE_METRICS
 from diagnostics.ladder.variants import Variant, VariantError, check_variants, load_variant_text, parse_variant
+from diagnostics.metrics import DEFAULT_KS
 from service.schemas import CollectionName
 
 MAX_VARIANTS = 8
@@ -30,12 +31,12 @@ class AuditRequest(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"collection": "docs", "ks": [1, 3, 5, 10], "generate": True, "cases": [CASE_EXAMPLE]}]
+            "examples": [{"collection": "docs", "ks": list(DEFAULT_KS), "generate": True, "cases": [CASE_EXAMPLE]}]
         }
     )
     collection: CollectionName | None = None
     cases: list[dict] = Field(min_length=1, description="Golden-set cases, in the JSONL format's fields.")
-    ks: list[int] = Field([1, 3, 5, 10], min_length=1, max_length=20)
+    ks: list[int] = Field(list(DEFAULT_KS), min_length=1, max_length=20)
     generate: bool = False
     rerank: bool | None = Field(None, description="Audit with the reranker on or off; default: the service's.")
     judge: bool = Field(False, description="With generate: the ragas LLM judge (RAG_JUDGE_*) decides faithfulness.")
@@ -61,7 +62,7 @@ class ExperimentRequest(BaseModel):
             "examples": [
                 {
                     "collection": "docs",
-                    "ks": [1, 3, 5, 10],
+                    "ks": list(DEFAULT_KS),
                     "cases": [CASE_EXAMPLE],
                     "variants": [
                         {"toml": BASELINE_TOML},
@@ -81,7 +82,7 @@ class ExperimentRequest(BaseModel):
         "(name, description, collection, retrieval, generation, judge). The first is the baseline. No server "
         "paths or endpoints: built-in prompt names or `generation.prompt_text`.",
     )
-    ks: list[int] = Field([1, 3, 5, 10], min_length=1, max_length=20)
+    ks: list[int] = Field(list(DEFAULT_KS), min_length=1, max_length=20)
     generate: bool = Field(False, description="Generate and judge answers in every variant.")
     metrics: list[str] | None = Field(
         None, max_length=20, description=f"Metrics in the markdown table; default {', '.join(DEFAULT_TABLE_METRICS)}."

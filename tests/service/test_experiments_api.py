@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from diagnostics.metrics import DEFAULT_KS
 from tests.conftest import ROOT
 from tests.service.conftest import LiveServer
 from tests.service.test_uploads import finish, headers
@@ -45,7 +46,7 @@ def test_an_experiment_of_retrieval_variants_compares_them(server):
         {"name": "top1", "toml": "# one chunk to the generator\n[retrieval]\ntop_k = 1\n"},
         {"name": "dense", "description": "no BM25", "retrieval": {"mode": "dense"}},  # the fields as JSON
     ]
-    r = post(server, {"variants": variants, "ks": [1, 3, 5, 10]})
+    r = post(server, {"variants": variants, "ks": list(DEFAULT_KS)})
     assert r.status_code == 202, r.text
     started = r.json()
     assert started["kind"] == "experiment" and started["progress"] == {"cases": 0, "total": 9}
