@@ -100,6 +100,18 @@ def to_markdown(r: dict) -> str:
             "",
             f"## Against the baseline ({c['paired_cases']} paired cases)",
             "",
+        ]
+        if c.get("differences"):
+            lines += [
+                "Settings that differ: "
+                + "; ".join(f"{d['setting']} {d['current']} (baseline {d['baseline']})" for d in c["differences"]),
+                "",
+            ]
+        if c.get("not_comparable"):
+            lines += [f"**Not comparable**: {c['not_comparable']}.", ""]
+        if c.get("no_change"):
+            lines += ["**No change**: every paired delta is 0 and no verdict flipped.", ""]
+        lines += [
             "| metric | baseline | current | delta [95% CI] | |",
             "|---|---|---|---|---|",
         ]

@@ -13,7 +13,7 @@ function slim(report) {
     where_lost: report.where_lost,
     verdicts: report.verdicts,
     created_at: report.created_at,
-    cases: (report.cases || []).map((c) => ({ id: c.id, metrics: c.metrics, span: c.span, verdict: c.verdict, generation: c.generation ? { faithfulness: c.generation.faithfulness } : {} })),
+    cases: (report.cases || []).map((c) => ({ id: c.id, question: c.question, expected: c.expected, metrics: c.metrics, span: c.span, verdict: c.verdict, generation: c.generation ? { faithfulness: c.generation.faithfulness } : {} })),
   };
 }
 
@@ -75,6 +75,9 @@ export async function auditPage(id, params) {
           "div",
           { id: "comparison" },
           h("p", { class: "small muted" }, `${cmp.paired_cases} paired cases`),
+          (cmp.differences || []).length ? h("p", { class: "small", id: "comparison-differences" }, "Settings that differ: " + cmp.differences.map((d) => `${d.setting} ${d.current} (baseline ${d.baseline})`).join("; ")) : null,
+          cmp.not_comparable ? h("p", { class: "error", id: "comparison-not-comparable" }, `Not comparable: ${cmp.not_comparable}`) : null,
+          cmp.no_change ? h("p", { id: "comparison-no-change" }, "No change: every paired delta is 0 and no verdict flipped.") : null,
           h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["metric", "baseline", "current", "delta [95% CI]", ""].map((t) => h("th", {}, t)))), h("tbody", {}, Object.entries(cmp.metrics).map(([k, m]) => h("tr", {}, h("td", {}, k), h("td", { class: "num" }, fmt(m.baseline)), h("td", { class: "num" }, fmt(m.current)), h("td", {}, `${m.delta >= 0 ? "+" : ""}${fmt(m.delta)} [${fmt(m.ci95[0])}, ${fmt(m.ci95[1])}]`), h("td", {}, h("span", { class: `badge ${m.label === "improved" ? "good" : m.label === "regressed" ? "bad" : ""}` }, m.label))))))),
           h("h3", {}, "Flipped cases"),
           cmp.flipped.length ? h("ul", {}, cmp.flipped.map((f) => h("li", {}, h("a", { href: `#/case/${id}/${enc(f.id)}` }, f.id), `: ${f.baseline} → ${f.current} `, h("span", { class: `badge ${f.direction === "fixed" ? "good" : f.direction === "broken" ? "bad" : ""}` }, f.direction)))) : h("p", { class: "muted" }, "No verdict flipped."),

@@ -211,3 +211,41 @@ def test_the_retrieval_lever_counts_only_retrieval_misses():
         {"verdict": "answered_well", "lost": [{"stage": "below_cut"}]},
     ]
     assert lever_stage(cases) == {"not_in_any_candidates": 1}
+
+
+# ------------------------------------------------------------------------------------------------ comparisons
+
+
+def _report(generate: bool, verdicts: dict[str, str], ndcg: float = 1.0, judge="h") -> dict:
+    cases = [
+        {
+            "id": i,
+            "question": f"q {i}",
+            "expected": [{"doc_id": "a"}],
+            "verdict": v,
+            "metrics": {"ndcg@10": ndcg},
+            "span": {},
+        }
+        for i, v in verdicts.items()
+    ]
+    settings = {"generate": generate, "faithfulness_scorer": judge if generate else None, "ks": [10], "mode": "hybrid"}
+    return {"settings": settings, "cases": cases, "overall": {"ndcg@10": {}}}
+
+
+def test_a_retrieval_only_audit_does_not_compare_verdicts_with_a_generating_one():
+    from diagnostics.audit.compare import compare
+
+    c = compare(_report(False, {"q1": "retrieved"}), _report(True, {"q1": "wrong_answer"}))
+    assert c["flipped"] == [] and not c["verdicts_comparable"] and "generate False vs True" in c["not_comparable"]
+    assert {d["setting"] for d in c["differences"]} == {"generate", "faithfulness_scorer"}
+
+
+def test_no_change_when_every_paired_delta_is_zero():
+    from diagnostics.audit.compare import compare
+
+    c = compare(_report(True, {"q1": "answered_well"}), _report(True, {"q1": "answered_well"}))
+    assert c["no_change"] and c["differences"] == [] and c["verdicts_comparable"]
+    c = compare(_report(True, {"q1": "answered_well"}, 0.5), _report(True, {"q1": "answered_well"}))
+    assert not c["no_change"]
+    other = _report(True, {"q2": "answered_well"})
+    assert compare(_report(True, {"q1": "answered_well"}), other)["differences"][-1]["setting"] == "golden_set"
