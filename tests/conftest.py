@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.serving import free_port, wait_until_up  # noqa: F401
-from benchmarks.serving import llama_server as start_llama_server
 from core.embedding import Embedder, get_embedder
 from core.settings import Settings
+from tests.helpers.serving import llama_server as start_llama_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RAG_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -101,12 +100,29 @@ def params(**overrides):
 
 @pytest.fixture(scope="module")
 def standin():
-    """The wire-level stand-in for an OpenAI-compatible server (tests/service/llm_standin.py), named as such."""
-    from tests.service.llm_standin import StandIn
+    """The wire-level stand-in for an OpenAI-compatible server (tests/helpers/llm_standin.py), named as such."""
+    from tests.helpers.llm_standin import StandIn
 
     s = StandIn()
     yield s
     s.close()
+
+
+@pytest.fixture(scope="module")
+def mtrag_engine(tmp_path_factory, embedder):
+    """An engine over the MTRAG slice (tests/helpers/mtrag.py) in collection `mtrag`, built once per module."""
+    from core.store import open_store
+    from engine.engine import Engine
+    from ingest.pipeline import Ingestor
+    from tests.helpers.mtrag import mtrag_slice
+
+    tmp = tmp_path_factory.mktemp("rewrite")
+    settings = Settings(data_dir=tmp / "data", collection="mtrag", _env_file=None)
+    with open_store(settings) as store:
+        Ingestor(settings, store, embedder).run([mtrag_slice(tmp / "corpus.jsonl")], "mtrag")
+    eng = Engine.build(settings)
+    yield eng
+    eng.close()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import ROOT, free_port, wait_until_up
+from tests.conftest import ROOT
+from tests.helpers.serving import free_port, wait_until_up
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 

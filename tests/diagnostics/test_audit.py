@@ -263,7 +263,7 @@ def test_ragas_judge_caches_and_reports_unmeasured(env, tmp_path):
     cannot score reported as unmeasured with a reason, never as NaN."""
     from core.settings import Settings
     from diagnostics.judges.ragas_metrics import RagasJudge
-    from tests.service.llm_standin import StandIn
+    from tests.helpers.llm_standin import StandIn
 
     standin = StandIn()
     try:

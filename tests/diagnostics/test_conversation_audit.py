@@ -17,7 +17,7 @@ from diagnostics.audit.run import Auditor
 from engine.answer import Answerer
 from engine.rewrite import LLMRewriter, OfflineRewriter, Turn
 from tests.conftest import ROOT, params
-from tests.engine.test_rewrite import FOLLOW_UP, MTRAG, SWITCH, engine  # noqa: F401  (the module fixture)
+from tests.helpers.mtrag import FOLLOW_UP, MTRAG, SWITCH
 
 PIPE = Pipeline("hybrid", 5)
 ABSENT = {"sparse": StageRank(None, None), "dense": StageRank(None, None), "fused": StageRank(None, None)}
@@ -95,29 +95,35 @@ def conv_case(cid: str, spec: dict) -> Case:
     return Case(cid, spec["question"], (Expected(spec["relevant"]),), history=tuple(spec["history"]))
 
 
-def test_audit_stage_needed_history(engine):  # noqa: F811
+def test_audit_stage_needed_history(mtrag_engine):
     cases = [conv_case("follow", FOLLOW_UP)]
-    off = audit(Answerer(engine.retriever, engine.answerer.generator, None), cases)["cases"][0]
+    off = audit(Answerer(mtrag_engine.retriever, mtrag_engine.answerer.generator, None), cases)["cases"][0]
     assert off["rewrite"]["method"] == "off" and off["verdict"] == "retrieval_miss"
     assert [x["stage"] for x in off["lost"]] == ["needed_history"]
-    on = audit(engine.answerer, cases)
+    on = audit(mtrag_engine.answerer, cases)
     assert on["cases"][0]["verdict"] == "retrieved" and on["cases"][0]["rewrite"]["query"].endswith("take place?")
     assert on["cases"][0]["lost"] == []
 
 
-def test_audit_stage_rewrite_lost_subject(engine, standin):  # noqa: F811
+def test_audit_stage_rewrite_lost_subject(mtrag_engine, standin):
     # Always joining (no standalone check) buries a change of subject under the previous topic.
-    always = OfflineRewriter(engine.bm25, engine.answerer.rewriter.probe, standalone_terms=1000, dense_margin=-1)
-    case = audit(Answerer(engine.retriever, engine.answerer.generator, always), [conv_case("switch", SWITCH)])
+    always = OfflineRewriter(
+        mtrag_engine.bm25, mtrag_engine.answerer.rewriter.probe, standalone_terms=1000, dense_margin=-1
+    )
+    case = audit(
+        Answerer(mtrag_engine.retriever, mtrag_engine.answerer.generator, always), [conv_case("switch", SWITCH)]
+    )
     lost = case["cases"][0]["lost"]
     assert [x["stage"] for x in lost] == ["rewrite_lost_subject"] and "dropped" not in lost[0]["reason"]
     assert case["where_lost"]["rewrite_lost_subject"] == 1
 
     # An LLM rewrite that drops the subject: the reason names the question's words it lost.
     standin.mode, standin.answer = "ok", "What is the weather like there?"
-    settings = engine.settings.model_copy(update={"llm_base_url": standin.url, "llm_model": "stand-in"})
-    llm = LLMRewriter(settings, engine.answerer.rewriter)
-    report = audit(Answerer(engine.retriever, engine.answerer.generator, llm), [conv_case("switch", SWITCH)])
+    settings = mtrag_engine.settings.model_copy(update={"llm_base_url": standin.url, "llm_model": "stand-in"})
+    llm = LLMRewriter(settings, mtrag_engine.answerer.rewriter)
+    report = audit(
+        Answerer(mtrag_engine.retriever, mtrag_engine.answerer.generator, llm), [conv_case("switch", SWITCH)]
+    )
     item = report["cases"][0]["lost"][0]
     assert report["cases"][0]["rewrite"]["method"] == "llm"
     assert item["stage"] == "rewrite_lost_subject" and "demography" in item["reason"]

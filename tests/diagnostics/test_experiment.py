@@ -17,7 +17,7 @@ from diagnostics.ladder.variants import Variant, VariantError, load_variant, loa
 from engine.generation.prompt import SYSTEM, system_prompt
 from engine.prompts import ReasoningFilter, builtin_prompts, read_prompt, strip_reasoning
 from tests.conftest import ingest_kb
-from tests.service.llm_standin import StandIn
+from tests.helpers.llm_standin import StandIn
 
 DOCS = {
     "volcano.md": "Volcanoes erupt molten lava and ash. Magma rises through the crust before an eruption.",

@@ -1,5 +1,6 @@
-"""What the benchmarks and tests that start servers share: a free loopback port, waiting for a service, and
-a real OpenAI-compatible server (llama.cpp with SmolLM2-135M-Instruct) where one is installed."""
+"""What the tests and benchmarks that start servers share: a free loopback port, waiting for a service, and
+a real OpenAI-compatible server (llama.cpp with SmolLM2-135M-Instruct) where one is installed. The benchmarks
+import it through benchmarks/serving.py."""
 
 from __future__ import annotations
 

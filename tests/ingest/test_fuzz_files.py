@@ -12,7 +12,7 @@ import pytest
 
 from core.store import open_store
 from ingest.pipeline import Ingestor
-from tests.ingest.test_parsers import make_docx, make_pdf
+from tests.helpers.files import make_docx, make_pdf
 
 
 def _mutations(tmp, rng):

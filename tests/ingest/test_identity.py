@@ -8,7 +8,7 @@ import shutil
 
 from ingest.documents import Document
 from tests.conftest import scifact_docs, write_corpus
-from tests.ingest.test_pipeline import make_folder
+from tests.helpers.files import make_folder
 
 
 def stored(store, collection="test"):

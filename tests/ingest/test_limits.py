@@ -7,7 +7,7 @@ import time
 
 from ingest.chunking import ChunkerSettings, chunk_text, sections
 from ingest.pipeline import Ingestor
-from tests.ingest.test_pipeline import make_folder
+from tests.helpers.files import make_folder
 
 
 def big_docx(path, chars: int):

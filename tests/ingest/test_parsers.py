@@ -7,43 +7,14 @@ import json
 import zipfile
 from pathlib import Path
 
-import docx
 import pytest
 from pypdf import PdfReader, PdfWriter
-from reportlab.lib.pagesizes import A4
-from reportlab.pdfgen import canvas
 
 from core.errors import ParseError
 from ingest.parsers import parse_file
+from tests.helpers.files import make_docx, make_pdf
 
 MAX = 10_000_000
-
-
-def make_pdf(path: Path, pages: list[str], title: str | None = None) -> Path:
-    c = canvas.Canvas(str(path), pagesize=A4)
-    if title:
-        c.setTitle(title)
-    for text in pages:
-        y = 800
-        for line in text.split("\n"):
-            c.drawString(72, y, line)
-            y -= 14
-        c.showPage()
-    c.save()
-    return path
-
-
-def make_docx(path: Path) -> Path:
-    d = docx.Document()
-    d.add_heading("Solar Panels", level=1)
-    d.add_paragraph("Solar panels convert sunlight into electricity.")
-    d.add_heading("Maintenance", level=2)
-    d.add_paragraph("Clean them twice a year.")
-    table = d.add_table(rows=1, cols=2)
-    table.rows[0].cells[0].text = "efficiency"
-    table.rows[0].cells[1].text = "21 percent"
-    d.save(str(path))
-    return path
 
 
 def test_text_and_markdown(tmp_path):

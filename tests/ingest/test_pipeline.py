@@ -14,24 +14,9 @@ from core.errors import CollectionMismatchError, StoreLockedError
 from core.store import open_store
 from ingest.pipeline import Ingestor
 from tests.conftest import scifact_docs, write_corpus
-from tests.ingest.test_parsers import make_docx, make_pdf
+from tests.helpers.files import make_folder
 
 RAG = [sys.executable, "-m", "cli"]
-
-
-def make_folder(root: Path) -> Path:
-    docs = root / "docs"
-    docs.mkdir(parents=True)
-    (docs / "cats.md").write_text("# Cats\n\nCats sleep most of the day.\n\n## Food\n\nCats eat fish and meat.")
-    (docs / "notes.txt").write_text("Tea is brewed with water at ninety degrees.")
-    (docs / "sub").mkdir()
-    body = "".join(f"<h2>Part {i}</h2><p>{'Bridges carry loads across rivers and valleys. ' * 4}</p>" for i in range(3))
-    (docs / "sub" / "bridges.html").write_text(
-        f"<html><head><title>Bridges</title></head><body><article><h1>Bridges</h1>{body}</article></body></html>"
-    )
-    make_pdf(docs / "sub" / "volcano.pdf", ["Volcanoes erupt molten rock.", "Lava cools into basalt."])
-    make_docx(docs / "solar.docx")
-    return docs
 
 
 def snapshot(store, collection="test"):

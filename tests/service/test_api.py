@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import run_rag
-from tests.ingest.test_parsers import make_pdf
+from tests.helpers.files import make_pdf
 
 
 def ask(live, **body):
@@ -265,7 +265,7 @@ def test_no_server_path_in_any_response(live, base_settings, tmp_path):
 
 def test_readyz_error_names_no_server_path(base_settings):
     """The store failing: /readyz says why, without the data directory's path (the log keeps it)."""
-    from tests.service.conftest import LiveServer
+    from tests.helpers.service import LiveServer
 
     server = LiveServer(base_settings)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.service.conftest import LiveServer
+from tests.helpers.service import LiveServer
 
 KEYS = {"docs-key": ["docs"], "sci-key": ["scifact"], "admin-key": ["*"]}
 

@@ -13,8 +13,8 @@ from core.settings import Settings
 from core.store import open_store
 from diagnostics.metrics import dedupe
 from ingest.pipeline import Ingestor
-from tests.engine.test_rewrite import FOLLOW_UP, mtrag_slice
-from tests.service.conftest import LiveServer
+from tests.helpers.mtrag import FOLLOW_UP, mtrag_slice
+from tests.helpers.service import LiveServer
 
 JOINED = "Was the competition only about drama? When did it take place?"
 HISTORY = [{"role": t.role, "content": t.text} for t in FOLLOW_UP["history"]]

@@ -11,8 +11,7 @@ import pytest
 
 from diagnostics.metrics import DEFAULT_KS
 from tests.conftest import ROOT
-from tests.service.conftest import LiveServer
-from tests.service.test_uploads import finish, headers
+from tests.helpers.service import LiveServer, finish, headers
 
 KEYS = {"docs-key": ["docs"], "admin": ["*"]}
 CASES = [

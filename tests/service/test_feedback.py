@@ -12,8 +12,7 @@ from core.settings import Settings
 from core.store import open_store
 from ingest.pipeline import Ingestor
 from tests.conftest import ROOT, scifact_docs, write_corpus
-from tests.service.conftest import LiveServer
-from tests.service.test_querylog import secret
+from tests.helpers.service import LiveServer, secret
 
 KEYS = {"docs-key": ["docs"], "sci-key": ["scifact"], "admin": ["*"]}
 DOCS, SCI, ADMIN = ({"X-API-Key": k} for k in ("docs-key", "sci-key", "admin"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import LiveServer
+from tests.helpers.service import LiveServer
 
 
 @pytest.mark.slow

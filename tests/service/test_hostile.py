@@ -21,7 +21,7 @@ from core.store import open_store
 from core.store.base import CollectionSpec
 from ingest.pipeline import Ingestor
 from tests.conftest import ROOT
-from tests.service.conftest import LiveServer
+from tests.helpers.service import LiveServer
 
 KEYS = {"docs-key": ["docs"], "sci-key": ["scifact"], "admin-key": ["*"]}
 DOCS = {"X-API-Key": "docs-key"}

@@ -16,7 +16,8 @@ from core.settings import Settings
 from ingest.chunking import chunk_text
 from ingest.parsers import parse_file
 from ingest.pipeline import Ingestor
-from tests.conftest import free_port, scifact_docs, wait_until_up, write_corpus
+from tests.conftest import scifact_docs, write_corpus
+from tests.helpers.serving import free_port, wait_until_up
 
 
 def _serve(data_dir, port):

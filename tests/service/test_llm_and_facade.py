@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.service.conftest import LiveServer
+from tests.helpers.service import LiveServer
 
 
 @pytest.fixture(scope="module")

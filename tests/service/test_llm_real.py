@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.service.conftest import LiveServer
+from tests.helpers.service import LiveServer
 
 pytestmark = pytest.mark.llm
 

@@ -12,7 +12,6 @@ import time
 import uuid
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import func, select, update
 
 from core.settings import Settings
@@ -25,17 +24,13 @@ from service.querylog.capture import redact
 from service.querylog.log import QueryLog
 from service.querylog.rows import parse_since
 from tests.conftest import ROOT, run_rag, scifact_docs, write_corpus
-from tests.service.conftest import LiveServer
-from tests.service.llm_standin import StandIn
+from tests.helpers.llm_standin import StandIn
+from tests.helpers.service import LiveServer, secret
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request):
     return None if request.param == "sqlite" else request.getfixturevalue("pg_url")
-
-
-def secret(url: str | None) -> SecretStr | None:
-    return SecretStr(url) if url else None
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from core.settings import Settings
 from core.sparse import SparseVec
 from core.store.base import CollectionSpec, PointData, QuerySpec
 from core.store.edge import EdgeStore
-from tests.service.conftest import LiveServer
+from tests.helpers.service import LiveServer
 
 TOPICS = {
     "glacier.txt": ("glacier", "ice flow", "meltwater", "crevasse", "moraine"),

@@ -13,7 +13,8 @@ import time
 import httpx
 from sqlalchemy import create_engine, text
 
-from tests.conftest import free_port, scifact_docs, wait_until_up, write_corpus
+from tests.conftest import scifact_docs, write_corpus
+from tests.helpers.serving import free_port, wait_until_up
 
 
 class Replica:

@@ -9,8 +9,8 @@ import pytest
 from core.store import open_store
 from engine.generation.prompt import SYSTEM, build_messages
 from ingest.pipeline import Ingestor
-from tests.service.conftest import LiveServer
-from tests.service.llm_standin import StandIn
+from tests.helpers.llm_standin import StandIn
+from tests.helpers.service import LiveServer
 
 INJECTION = (
     "Water boils at 100 degrees Celsius at sea level. "

@@ -12,13 +12,9 @@ import httpx
 import pytest
 
 from tests.conftest import scifact_docs, write_corpus
-from tests.service.conftest import LiveServer
+from tests.helpers.service import LiveServer, finish, headers
 
 KEYS = {"ka": ["up", "conc", "cancel"], "kb": ["up", "cancel"], "admin": ["*"]}
-
-
-def headers(key: str) -> dict:
-    return {"X-API-Key": key}
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +25,6 @@ def server(base_settings):
     live = LiveServer(settings)
     yield live
     live.stop()
-
-
-def finish(live, job_id: str, key: str = "ka", timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while (job := live.http.get(f"/v1/jobs/{job_id}", headers=headers(key)).json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
-    return job
 
 
 def leftovers(live) -> list[str]:
