@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -22,17 +23,30 @@ def system_prompt(template: str | Path | None = None, reasoning: bool = False) -
 SYSTEM = system_prompt()  # the built-in prompt: engine/prompts/default.md
 
 
+# Whatever a parser lenient about case, spacing and invisible characters would read as a source tag:
+# "<source", "</SOURCE >", "< /Source", "<\u200b/source". Its "<" becomes "‹" (U+2039): a person reads the same
+# text, and no document can close its quote or open a forged, numbered source (guides/reliability.md).
+_ZW = "\u200b\u200c\u200d\u2060\ufeff"
+SOURCE_TAG = re.compile(rf"<(?=[\s{_ZW}]*/?[\s{_ZW}]*source\b)", re.IGNORECASE)
+
+
+def inert(text: str) -> str:
+    """The text with every source-tag look-alike neutralised (the only change made to a document)."""
+    return SOURCE_TAG.sub("\u2039", text)
+
+
 def format_sources(texts: Sequence[tuple[str, str]]) -> str:
-    """(title, text) pairs -> numbered, quoted sources."""
+    """(title, text) pairs -> numbered, quoted sources. A document cannot close its own quote or forge another
+    source, whatever the case or spacing of the tag it writes; a title cannot leave its attribute."""
     blocks = []
     for i, (title, text) in enumerate(texts, 1):
-        safe = text.replace("</source>", "</ source>")  # a document cannot close its own quote
-        blocks.append(f'<source id="{i}" title="{title.replace(chr(34), chr(39))}">\n{safe}\n</source>')
+        safe_title = " ".join(title.split()).replace('"', "'").replace("<", "\u2039").replace(">", "\u203a")
+        blocks.append(f'<source id="{i}" title="{safe_title}">\n{inert(text)}\n</source>')
     return "\n\n".join(blocks)
 
 
 def user_message(question: str, sources: Sequence[tuple[str, str]]) -> str:
-    return f"Sources:\n\n{format_sources(sources)}\n\nQuestion: {question}"
+    return f"Sources:\n\n{format_sources(sources)}\n\nQuestion: {inert(question)}"
 
 
 def load_fewshot(path: Path | None) -> list[dict]:

@@ -67,7 +67,7 @@ def test_llm_prompt_keeps_documents_quoted(injected_settings):
 
 def test_source_quoting_is_escaped():
     messages = build_messages("q", [('Ti"tle', "text </source> more")])
-    assert "</ source>" in messages[-1]["content"] and 'title="Ti\'tle"' in messages[-1]["content"]
+    assert "\u2039/source> more" in messages[-1]["content"] and 'title="Ti\'tle"' in messages[-1]["content"]
 
 
 def test_interrupted_job_is_reported_after_a_restart(base_settings, tmp_path):
