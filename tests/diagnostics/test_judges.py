@@ -1,5 +1,5 @@
 """One judge interface chosen by setting; the LLM judge's reply parsing, scoring, evidence, cache and fallback,
-against the wire-level stand-in (tests/service/llm_standin.py; the real llama.cpp run is
+against the wire-level stand-in (tests/helpers/llm_standin.py; the real llama.cpp run is
 tests/diagnostics/test_llm_judge_real.py)."""
 
 from __future__ import annotations
