@@ -19,6 +19,7 @@ from core.settings import Settings
 from service.guard import Guard, error_response
 from service.jobs.context import scrub
 from service.routes import audits, chat, documents, experiments, feedback, query, ui
+from service.schemas.common import Health
 from service.state import ServiceState
 
 log = logging.getLogger("rag.service")
@@ -108,12 +109,12 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         if state is not None:
             state.metrics.outcomes.labels(route.path if route else "unmatched", outcome).inc()
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], response_model=Health)
     def healthz() -> dict:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], response_model=Health)
     def readyz(request: Request):
         """Models loaded and the store answering."""
         state: ServiceState | None = getattr(request.app.state, "rag", None)

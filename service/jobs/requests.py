@@ -17,7 +17,7 @@ from diagnostics.judges.factory import judge_card
 from diagnostics.ladder.analysis import DEFAULT_TABLE_METRICS
 from diagnostics.ladder.variants import Variant, VariantError, check_variants, load_variant_text, parse_variant
 from diagnostics.metrics import DEFAULT_KS
-from service.schemas import CollectionName
+from service.schemas.common import CollectionName
 
 MAX_VARIANTS = 8
 MAX_TOML_CHARS = 50_000

@@ -11,11 +11,12 @@ from fastapi import APIRouter, Query
 from service.deps import AccessDep, OwnerDep, StateDep, scope, visible_job
 from service.errors import ERRORS
 from service.jobs.requests import AuditRequest, check_cases, golden_from_cases, require_judge
+from service.schemas.jobs import AuditPage, AuditSubmitted, JobReport
 
 router = APIRouter(tags=["audits"])
 
 
-@router.post("/v1/audits", status_code=202, responses=ERRORS)
+@router.post("/v1/audits", status_code=202, response_model=AuditSubmitted, responses=ERRORS)
 def start_audit(req: AuditRequest, state: StateDep, access: AccessDep, owner: OwnerDep) -> dict:
     s = state.settings
     collection = req.collection or s.collection
@@ -33,7 +34,7 @@ def start_audit(req: AuditRequest, state: StateDep, access: AccessDep, owner: Ow
     return {**{k: v for k, v in job.items() if k not in ("report", "files")}, "faithfulness_judge": card}
 
 
-@router.get("/v1/audits", responses=ERRORS)
+@router.get("/v1/audits", response_model=AuditPage, responses=ERRORS)
 def list_audits(
     state: StateDep,
     access: AccessDep,
@@ -46,6 +47,6 @@ def list_audits(
     return {"items": items, "next_before": items[-1]["created_at"] if len(items) == limit else None}
 
 
-@router.get("/v1/audits/{audit_id}", responses=ERRORS)
+@router.get("/v1/audits/{audit_id}", response_model=JobReport, responses=ERRORS)
 def get_audit(audit_id: str, state: StateDep, access: AccessDep) -> dict:
     return visible_job(state, access, audit_id, "audit", lambda job: access.allows(job["collection"]))

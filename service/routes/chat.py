@@ -27,6 +27,7 @@ from service.deps import AccessDep, StateDep
 from service.errors import ERRORS
 from service.querying import history_from, record, rewrite_log, started, validate_question
 from service.querylog.capture import log_query, new_query_id
+from service.schemas.chat import ChatCompletion, ModelList
 
 router = APIRouter(tags=["openai-compatible"])
 
@@ -80,7 +81,7 @@ def _text(content: str | list[ContentPart] | None) -> str:
     return content or ""
 
 
-@router.get("/v1/models", responses=ERRORS)
+@router.get("/v1/models", response_model=ModelList, responses=ERRORS)
 def list_models(state: StateDep, access: AccessDep) -> dict:
     """OpenAI's model list, which chat front-ends ask for first: `rag` (the default collection) and
     `rag/<collection>` for each collection this key may read."""
@@ -92,7 +93,7 @@ def list_models(state: StateDep, access: AccessDep) -> dict:
     }
 
 
-@router.post("/v1/chat/completions", responses=ERRORS)
+@router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS)
 def chat_completions(req: ChatRequest, state: StateDep, access: AccessDep):
     users = [m for m in req.messages if m.role == "user"]
     if not users:

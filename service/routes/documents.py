@@ -19,7 +19,9 @@ from ingest.parsers import doc_type_of
 from service.deps import AccessDep, OwnerDep, StateDep, job_visible
 from service.errors import ERRORS
 from service.jobs.context import JobNotFound, scrub
-from service.schemas import CollectionPath, DocumentOut, JobOut
+from service.schemas.common import CollectionPath
+from service.schemas.documents import CollectionOut, DocumentDeleted, DocumentOut
+from service.schemas.jobs import JobOut
 
 router = APIRouter(tags=["documents"])
 CHUNK = 1 << 20
@@ -148,7 +150,7 @@ class _Receiver:
             self._out = None
 
 
-@router.get("/v1/collections", responses=ERRORS)
+@router.get("/v1/collections", response_model=list[CollectionOut], responses=ERRORS)
 def list_collections(state: StateDep, access: AccessDep) -> list[dict]:
     return [
         {"name": n, "points": state.store.count(n), "spec": state.store.get_spec(n).to_metadata()}
@@ -263,7 +265,7 @@ def list_documents(collection: CollectionPath, state: StateDep, access: AccessDe
     ]
 
 
-@router.delete("/v1/collections/{collection}/documents/{doc_id:path}", responses=ERRORS)
+@router.delete("/v1/collections/{collection}/documents/{doc_id:path}", response_model=DocumentDeleted, responses=ERRORS)
 def delete_document(collection: CollectionPath, doc_id: str, state: StateDep, access: AccessDep) -> dict:
     access.check(collection)
     state.engine.require_collection(collection)

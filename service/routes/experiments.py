@@ -18,11 +18,12 @@ from service.jobs.requests import (
     parse_variants,
     require_judge,
 )
+from service.schemas.jobs import ExperimentPage, JobReport, JobStatus
 
 router = APIRouter(tags=["experiments"])
 
 
-@router.post("/v1/experiments", status_code=202, responses=ERRORS)
+@router.post("/v1/experiments", status_code=202, response_model=JobStatus, responses=ERRORS)
 def start_experiment(req: ExperimentRequest, state: StateDep, access: AccessDep, owner: OwnerDep) -> dict:
     """Audit each variant on the same cases and compare each with the first (paired bootstrap per metric)."""
     s = state.settings
@@ -49,7 +50,7 @@ def start_experiment(req: ExperimentRequest, state: StateDep, access: AccessDep,
     return {k: v for k, v in job.items() if k not in ("report", "files")}
 
 
-@router.get("/v1/experiments", responses=ERRORS)
+@router.get("/v1/experiments", response_model=ExperimentPage, responses=ERRORS)
 def list_experiments(
     state: StateDep,
     access: AccessDep,
@@ -62,7 +63,7 @@ def list_experiments(
     return {"items": items, "next_before": rows[-1]["created_at"] if len(rows) == limit else None}
 
 
-@router.get("/v1/experiments/{experiment_id}", responses=ERRORS)
+@router.get("/v1/experiments/{experiment_id}", response_model=JobReport, responses=ERRORS)
 def get_experiment(experiment_id: str, state: StateDep, access: AccessDep) -> dict:
     """The job; once it has succeeded, `report` is the comparison (`rag experiment`'s experiment.json) with
     `markdown`, its table."""

@@ -20,7 +20,15 @@ from service.errors import ERRORS
 from service.labels import append_case, display_name, read_rows, validate
 from service.querylog.log import QueryLog
 from service.querylog.rows import parse_since
-from service.schemas import CollectionName, CollectionPath
+from service.schemas.common import CollectionName, CollectionPath
+from service.schemas.feedback import (
+    Candidate,
+    CaseAdded,
+    FeedbackOut,
+    GoldenSetOut,
+    QueryPage,
+    QueryRecordOut,
+)
 
 router = APIRouter(tags=["feedback and labeling"])
 
@@ -50,13 +58,13 @@ class FeedbackRequest(BaseModel):
     correct_doc_id: str | None = Field(None, max_length=512, description="The document that holds the answer.")
 
 
-@router.post("/v1/feedback", status_code=201, responses=ERRORS)
+@router.post("/v1/feedback", status_code=201, response_model=FeedbackOut, responses=ERRORS)
 def post_feedback(req: FeedbackRequest, state: StateDep, access: AccessDep) -> dict:
     """Rate an answer. A key cannot rate another collection's query (404, as for an unknown id)."""
     return querylog(state).add_feedback(req.query_id, req.rating, req.comment, req.correct_doc_id, access.allows)
 
 
-@router.get("/v1/queries", responses=ERRORS)
+@router.get("/v1/queries", response_model=QueryPage, response_model_exclude_unset=True, responses=ERRORS)
 def list_queries(
     state: StateDep,
     access: AccessDep,
@@ -79,7 +87,9 @@ def list_queries(
     return {"enabled": True, **out}
 
 
-@router.get("/v1/queries/candidates", responses=ERRORS)
+@router.get(
+    "/v1/queries/candidates", response_model=list[Candidate], response_model_exclude_unset=True, responses=ERRORS
+)
 def candidates(
     state: StateDep,
     access: AccessDep,
@@ -94,14 +104,14 @@ def candidates(
     return querylog(state).candidates(visible(access), collection, parse_since(since), limit)
 
 
-@router.get("/v1/queries/{query_id}", responses=ERRORS)
+@router.get("/v1/queries/{query_id}", response_model=QueryRecordOut, responses=ERRORS)
 def get_query(query_id: str, state: StateDep, access: AccessDep) -> dict:
     """One logged query: question, settings, the contexts with their stage ranks, answer, citations,
     timings, faithfulness, and its feedback."""
     return querylog(state).get(query_id, access.allows)
 
 
-@router.get("/v1/golden/{collection}", responses=ERRORS)
+@router.get("/v1/golden/{collection}", response_model=GoldenSetOut, responses=ERRORS)
 def get_golden(collection: CollectionPath, state: StateDep, access: AccessDep) -> dict:
     """The collection's golden set as labelled in the UI (data_dir/golden/<collection>.jsonl), and the
     loader's complaint about it, if any."""
@@ -153,7 +163,7 @@ def check_labels(state, collection: str, case: Case) -> None:
         raise InvalidRequestError("label_not_found", "; ".join(p["message"] for p in problems)[:1000], 422, problems)
 
 
-@router.post("/v1/golden/{collection}/cases", status_code=201, responses=ERRORS)
+@router.post("/v1/golden/{collection}/cases", status_code=201, response_model=CaseAdded, responses=ERRORS)
 def add_case(collection: CollectionPath, req: LabelRequest, state: StateDep, access: AccessDep) -> dict:
     """Append one labelled case to the collection's golden set; validated with the audit's own loader first
     (422 `golden_set_invalid` naming the line and field), then its sources looked up in the index (422

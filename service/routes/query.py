@@ -15,7 +15,7 @@ from service.deps import AccessDep, StateDep
 from service.errors import ERRORS
 from service.querying import history_from, record, rewrite_log, sse, started, validate_question
 from service.querylog.capture import log_query, new_query_id
-from service.schemas import QueryRequest, QueryResponse
+from service.schemas.query import QueryRequest, QueryResponse
 from service.state import ServiceState
 
 router = APIRouter(tags=["query"])

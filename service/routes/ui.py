@@ -20,7 +20,8 @@ from diagnostics.audit.run import GOOD, LEVERS, LOST_STAGES
 from engine.retrieval import PAYLOAD_FIELDS
 from service.deps import AccessDep, StateDep
 from service.errors import ERRORS
-from service.schemas import CollectionPath
+from service.schemas.common import CollectionPath
+from service.schemas.ui import AuditViewOut, ChunkOut
 
 router = APIRouter()
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
@@ -58,7 +59,13 @@ def ui_asset(name: str) -> FileResponse:
     return FileResponse(path, media_type=media, headers=HEADERS)
 
 
-@router.get("/v1/collections/{collection}/chunks", tags=["ui"], responses=ERRORS)
+@router.get(
+    "/v1/collections/{collection}/chunks",
+    tags=["ui"],
+    response_model=list[ChunkOut],
+    response_model_exclude_unset=True,
+    responses=ERRORS,
+)
 def get_chunks(
     collection: CollectionPath,
     state: StateDep,
@@ -87,7 +94,7 @@ class AuditView(BaseModel):
     baseline: dict | None = Field(None, description="Another report to compare with.")
 
 
-@router.post("/v1/ui/audit-view", tags=["ui"], responses=ERRORS)
+@router.post("/v1/ui/audit-view", tags=["ui"], response_model=AuditViewOut, responses=ERRORS)
 def audit_view(req: AuditView, access: AccessDep) -> dict:
     """SVG plots of a report (recall@k with its interval, where lost, verdicts), the comparison with a
     baseline (paired deltas, flipped verdicts), and the lever of each verdict and lost stage."""

@@ -1,27 +1,13 @@
-"""Request and response bodies of the REST API."""
+"""`POST /v1/query`: the question, and the answer with its citations, contexts, stage ranks and timings."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from core.settings import COLLECTION_NAME_PATTERN
 from engine.answer import Citation
-
-# One collection-name type, validated the same way on every route and in every body.
-CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN, description="1-64 of A-Z a-z 0-9 - _")]
-CollectionPath = Annotated[str, Path(pattern=COLLECTION_NAME_PATTERN, description="1-64 of A-Z a-z 0-9 - _")]
-
-
-class ErrorBody(BaseModel):
-    code: str = Field(examples=["collection_not_found"])
-    message: str = Field(examples=["no collection named 'nope'"])
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
+from service.schemas.common import CollectionName, ErrorBody
 
 
 class FusionSettings(BaseModel):
@@ -121,32 +107,3 @@ class QueryResponse(BaseModel):
     query_id: str | None = Field(
         None, description="This query in the query log (rate it with POST /v1/feedback); null when logging is off."
     )
-
-
-class JobOut(BaseModel):
-    """An ingest job, an audit or an experiment (`kind`). Nothing in it names a server path."""
-
-    id: str
-    kind: Literal["ingest", "audit", "experiment"] = "ingest"
-    collection: str
-    status: Literal["queued", "running", "succeeded", "partial", "failed", "cancelled", "interrupted"] = Field(
-        description="partial: some files failed; failed: every file failed (or the job could not run); "
-        "cancelled / interrupted: stopped early, `reason` says why."
-    )
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    files: list[str] = Field(description="The upload names (relative paths) of an ingest job.")
-    progress: dict[str, int]
-    report: dict | None = None
-    reason: str | None = Field(
-        None, description="Why it stopped early: cancelled, time_limit, shutdown, replica_gone, lost_lock."
-    )
-    error: str | None = None
-    cancel_requested: bool = False
-
-
-class DocumentOut(BaseModel):
-    doc_id: str
-    source: str | None
-    chunks: int
