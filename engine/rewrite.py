@@ -261,19 +261,3 @@ def build_rewriter(settings: Settings, store: Store, embedder: Embedder, bm25: B
     if settings.llm_base_url and settings.rewrite in ("auto", "llm"):
         return LLMRewriter(settings, offline)
     return offline
-
-
-def turns_from(messages: Sequence[dict | Turn]) -> list[Turn]:
-    """[{role, content}] or Turns -> Turns with the roles this module knows; others are dropped."""
-    out = []
-    for m in messages:
-        role, text = (m.role, m.text) if isinstance(m, Turn) else (m.get("role"), m.get("content", m.get("text")))
-        if role in ROLES and isinstance(text, str):
-            out.append(Turn(role, text))
-    return out
-
-
-def subject_terms(bm25: Bm25Encoder, question: str, query: str) -> tuple[set[int], set[int]]:
-    """The question's content terms, and those of them the query kept (the audit's 'lost the subject')."""
-    q = set(bm25.term_counts(question))
-    return q, q & set(bm25.term_counts(query))

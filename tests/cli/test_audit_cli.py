@@ -8,6 +8,8 @@ import os
 import pytest
 
 from core.store import open_store
+from diagnostics.audit.golden import GoldenSetError, load_golden
+from diagnostics.audit.run import GOOD
 from ingest.pipeline import Ingestor
 from tests.conftest import ROOT, SCIFACT, run_rag
 
@@ -103,7 +105,15 @@ def test_golden_import_and_stubs(tmp_path, docs_store):
     res = rag(["golden", "stubs", str(audit_dir / "report.json"), "-o", str(stubs), "--worst", "5"], docs_store)
     assert res.returncode == 0
     rows = [json.loads(line) for line in stubs.read_text().splitlines()]
-    assert rows and all(r["needs_label"] for r in rows)
+    # The worst cases that failed, each named after its audited case, with the audit's question and verdict; the
+    # loader skips every one as a stub to label.
+    cases = {c["id"]: c for c in json.loads((audit_dir / "report.json").read_text())["cases"]}
+    assert rows
+    for r in rows:
+        case = cases[r["id"].removesuffix("-review")]
+        assert r["question"] == case["question"] and r["audit_verdict"] == case["verdict"] not in GOOD
+    with pytest.raises(GoldenSetError, match="no labelled cases"):
+        load_golden(stubs)
 
 
 def test_audit_ingest_report_and_rerank_option(docs_store, tmp_path):
