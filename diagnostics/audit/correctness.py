@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from diagnostics.judges.base import NUMBER, Judge, split_claims
+from diagnostics.judges.base import NEGATION, NUMBER, Judge, split_claims
 from engine.generation.citations import CITATION
 
 # Capitalised words not at a sentence start, and tokens mixing letters with digits or inner hyphens/dots.
@@ -108,12 +108,18 @@ def missing_facts(answer: str, reference: str) -> list[str]:
     low = answer.lower()
     digits = {re.sub(r"\D", "", n) for n in NUMBER.findall(answer)}
     out = []
+    words = set(_tokens(answer))
     for fact in key_facts(reference):
         if NUMBER.fullmatch(fact):
             if re.sub(r"\D", "", fact) not in digits:
                 out.append(fact)
-        elif fact.lower() not in low:
-            out.append(fact)
+        elif fact.lower() in low:
+            continue
+        else:
+            # "CX3CR1-induced" vs "CX3CR1-caused": a code-like token is stated when its parts that carry digits are
+            parts = [x.lower() for x in re.split(r"[-.]", fact) if re.search(r"\d", x)]
+            if not parts or not all(x in words for x in parts):
+                out.append(fact)
     return out
 
 
@@ -133,6 +139,9 @@ def polarity_doubts(answer: str, reference: str) -> list[str]:
         )
     if HEDGE.search(answer) and not HEDGE.search(reference):
         out.append("the answer hedges where the reference asserts")
+    if bool(NEGATION.search(answer)) != bool(NEGATION.search(reference)):
+        # measured (benchmarks/subtle_faults.py): the default judge passed 159 of 159 negated answers
+        out.append("a negation on one side only (answer or reference): a possible contradiction the judge may not see")
     return out
 
 

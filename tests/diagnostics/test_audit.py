@@ -418,7 +418,7 @@ def test_right_document_wrong_passage(env, tmp_path, embedder):
     by_id = {c["id"]: c for c in r["cases"]}
     assert by_id["wp"]["verdict"] == "retrieval_miss" and by_id["wp"]["lost"][0]["stage"] == "wrong_passage"
     assert by_id["rp"]["verdict"] == "grounded" and by_id["rp"]["lost"] == []  # no reference: correctness unmeasured
-    assert r["summary"]["lever"].startswith("fix chunking")
+    assert r["summary"]["lever"].startswith("fix passage ranking")
     # the heuristic judge cannot tell entailment: the report says so and gives the command for a better one
     assert (
         "rag judge train -c long" in r["summary"]["text"]

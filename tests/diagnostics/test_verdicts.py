@@ -132,6 +132,8 @@ def test_correctness_sees_the_asked_fact():
     assert missing_facts("It is 1,083 feet tall.", "It is 330 metres tall.") == ["330"]
     assert missing_facts("Founded in 1,889.", "Founded in 1889.") == []
     assert "Qdrant" in key_facts("Vectors live in Qdrant, version 1.16.")
+    # a code-like token is stated when its digit-bearing parts are (a paraphrase of its suffix is no miss)
+    assert missing_facts("Migration is CX3CR1-caused.", "Migration is CX3CR1-induced.") == []
 
 
 class EveryClaimSupported(Judge):
@@ -160,6 +162,7 @@ def test_a_covering_answer_without_the_key_fact_is_wrong():
         ("It was linked to increased mortality.", "It was linked to reduced mortality.", "possible contradiction"),
         ("It is unclear whether it lowers the risk.", "It lowers the risk of heart attack.", "hedges"),
         ("It lowers the risk of heart attack.", "It reduces the chance of a myocardial infarction.", None),
+        ("The drug does not inhibit the receptor.", "The drug inhibits the receptor.", "negation on one side"),
     ],
 )
 def test_polarity_and_hedges_are_doubted(answer, reference, doubt):
