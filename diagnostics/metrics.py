@@ -6,7 +6,6 @@ best first; relevance is {doc_id: grade}, grade > 0 meaning relevant. Gains are 
 from __future__ import annotations
 
 import math
-import random
 from typing import Sequence
 
 # The cut-offs metrics are reported at (recall@k, nDCG@k, ...) unless a run names others; the one default of
@@ -62,14 +61,25 @@ def dedupe(doc_ids: Sequence[str]) -> list[str]:
 
 
 def bootstrap_ci(values: Sequence[float], n: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean. Raises ValueError on no values."""
+    """Percentile bootstrap interval of the mean (scipy.stats.bootstrap, seeded, so a rerun gives the same
+    interval). Raises ValueError on no values; one value is its own interval."""
     if not values:
         raise ValueError("no values to bootstrap")
-    rng = random.Random(seed)
-    m = len(values)
-    means = sorted(sum(values[rng.randrange(m)] for _ in range(m)) / m for _ in range(n))
-    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
-    return means[int(lo * (n - 1))], means[int(hi * (n - 1))]
+    if len(values) == 1:
+        return float(values[0]), float(values[0])
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    res = bootstrap(
+        (np.asarray(values, dtype=float),),
+        np.mean,
+        n_resamples=n,
+        confidence_level=level,
+        method="percentile",
+        vectorized=True,
+        random_state=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def paired_bootstrap(current: Sequence[float], baseline: Sequence[float], n: int = 2000, seed: int = 0) -> dict:
@@ -88,19 +98,14 @@ def mean(values: Sequence[float]) -> float:
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
-    """Probability that a random positive scores above a random negative (ties count half)."""
-    import numpy as np
+    """Probability that a random positive scores above a random negative (ties count half): scikit-learn's."""
+    from sklearn.metrics import roc_auc_score
 
-    s, y = np.asarray(scores), np.asarray(labels)
-    pos, neg = s[y == 1], s[y == 0]
-    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(wins / (len(pos) * len(neg)))
+    return float(roc_auc_score(list(labels), list(scores)))
 
 
 def balanced_accuracy(scores: Sequence[float], labels: Sequence[int], threshold: float) -> float:
-    """Mean of the recall of positives (score >= threshold) and of negatives (score < threshold)."""
-    import numpy as np
+    """Mean of the recall of positives (score >= threshold) and of negatives (score < threshold): scikit-learn's."""
+    from sklearn.metrics import balanced_accuracy_score
 
-    s, y = np.asarray(scores), np.asarray(labels)
-    pred = s >= threshold
-    return float(0.5 * (pred[y == 1].mean() + (~pred[y == 0]).mean()))
+    return float(balanced_accuracy_score(list(labels), [int(s >= threshold) for s in scores]))
