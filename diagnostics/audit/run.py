@@ -23,7 +23,7 @@ from diagnostics.audit.labels import doc_chunks, duplicate_sources, holding, sim
 from diagnostics.audit.levers import LEVERS, Config
 from diagnostics.audit.verdicts import GOOD, case_lever, dominant, verdict
 from diagnostics.judges.base import TRUSTED_BALANCED_ACCURACY, Judge, judge_card
-from diagnostics.metrics import bootstrap_ci, case_metrics, dedupe, mean
+from diagnostics.metrics import DEFAULT_KS, bootstrap_ci, case_metrics, dedupe, mean
 from engine.answer import Answerer, Generation
 from engine.params import RetrievalParams
 from engine.retrieval import Context, StageList
@@ -93,7 +93,7 @@ class Auditor:
         golden: GoldenSet,
         collection: str,
         params: RetrievalParams,
-        ks: Iterable[int] = (1, 3, 5, 10),
+        ks: Iterable[int] = DEFAULT_KS,
         generate: bool = False,
         corpus: set[str] | None = None,
         progress: Callable[[int], None] | None = None,
