@@ -5,6 +5,9 @@ generation.
 Definitions. Retrieval fetches `params.candidates` fused chunks (the API's own settings); documents rank
 by their best chunk. Metrics at k are over that document ranking. The generator sees the first `cut`
 chunks (the API's top_k), and "where lost" explains every expected document absent from those chunks.
+
+Over ~300 lines on purpose: one case's path (rewrite, retrieval, label checks, evidence per expected source,
+generation, judging) reads top to bottom here; the rules it feeds are pure modules beside it.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from diagnostics.audit.golden import Case, Expected, GoldenSet
 from diagnostics.audit.ingest_records import failed_files, failure_for
 from diagnostics.audit.labels import doc_chunks, duplicate_sources, holding, similar_id, stale_reason
 from diagnostics.audit.levers import LEVERS, Config
-from diagnostics.audit.verdicts import GOOD, case_lever, dominant, verdict
+from diagnostics.audit.summary import summarize
+from diagnostics.audit.verdicts import GOOD, case_lever, verdict
 from diagnostics.judges.base import TRUSTED_BALANCED_ACCURACY, Judge, judge_card
-from diagnostics.metrics import DEFAULT_KS, bootstrap_ci, case_metrics, dedupe, mean
+from diagnostics.metrics import DEFAULT_KS, case_metrics, dedupe
 from engine.answer import Answerer, Generation
 from engine.params import RetrievalParams
 from engine.retrieval import Context, StageList
@@ -428,53 +432,3 @@ class Auditor:
             out["judge_card"] = judge_card(scorer.name, getattr(scorer, "agreement", None))
         out["timings_ms"] = {"generation": gen_ms, "judge": round((time.perf_counter() - t1) * 1000, 3)}
         return out
-
-
-def summarize(cases: list[dict], ks: list[int], config: Config | None = None) -> dict:
-    """Overall metrics with bootstrap 95% intervals, the where-lost breakdown, verdicts, and the lever (from
-    the failing cases only)."""
-
-    def stat(vals: list[float]) -> dict:
-        lo, hi = bootstrap_ci(vals)
-        return {"mean": round(mean(vals), 4), "ci95": [round(lo, 4), round(hi, 4)], "n": len(vals)}
-
-    # Unanswerable cases have no metrics: take the names from the first case that has them.
-    names = next((list(c["metrics"]) for c in cases if c["metrics"]), [])
-    overall = {name: stat([c["metrics"][name] for c in cases if c["metrics"]]) for name in names}
-    span_names = sorted({k for c in cases for k in c["span"]}, key=lambda n: int(n.split("@")[1]))
-    for name in span_names:
-        overall[name] = stat([c["span"][name] for c in cases if c["span"]])
-    faith = [c["generation"]["faithfulness"] for c in cases if c.get("generation", {}).get("faithfulness") is not None]
-    unmeasured = [c["id"] for c in cases if "generation" in c and c["generation"].get("faithfulness") is None]
-    if faith:
-        overall["faithfulness"] = {**stat(faith), "unmeasured": len(unmeasured)}
-    coverage = [c["generation"]["correctness"]["coverage"] for c in cases if c.get("generation", {}).get("correctness")]
-    if coverage:
-        overall["reference_coverage"] = stat(coverage)
-    judged: dict[str, list[float]] = {}
-    judge_unmeasured: dict[str, list[dict]] = {}
-    for c in cases:
-        for metric, res in c.get("generation", {}).get("judge", {}).items():
-            if "value" in res:
-                judged.setdefault(metric, []).append(res["value"])
-            else:
-                judge_unmeasured.setdefault(metric, []).append({"id": c["id"], "reason": res["unmeasured"]})
-    for metric in sorted(set(judged) | set(judge_unmeasured)):
-        vals = judged.get(metric, [])
-        base = stat(vals) if vals else {"mean": None, "ci95": None, "n": 0}
-        overall[f"judge_{metric}"] = {**base, "unmeasured": len(judge_unmeasured.get(metric, []))}
-    lost_counts = {s: 0 for s in LOST_STAGES}
-    for c in cases:
-        for item in c["lost"]:
-            lost_counts[item["stage"]] = lost_counts.get(item["stage"], 0) + 1
-    verdicts: dict[str, int] = {}
-    for c in cases:
-        verdicts[c["verdict"]] = verdicts.get(c["verdict"], 0) + 1
-    return {
-        "overall": overall,
-        "where_lost": lost_counts,
-        "verdicts": verdicts,
-        "unmeasured": unmeasured,
-        "judge_unmeasured": judge_unmeasured,
-        "summary": dominant(cases, config),
-    }
