@@ -42,17 +42,43 @@ class Settings(BaseSettings):
     )
     embedding_batch_size: int = Field(16, gt=0, description="Smaller batches pad less on CPU.")
     embedding_device: str = "cpu"
+    # Backend (issue 18): the same model on ONNX Runtime (exported once, offline, cached under data_dir/onnx)
+    # or on torch. Same vectors (cosine >= 0.9999 per text) and the same collection fingerprint.
+    embedding_backend: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description="Where the embedding model runs: 'onnx' (ONNX Runtime, CPU; the model is exported to ONNX "
+        "once from its own weights and cached under data_dir/onnx, keyed by the weights' hash) or 'torch' "
+        "(sentence-transformers on torch; the only one for a non-CPU embedding_device). See core/embedding.py.",
+    )
+    onnx_threads: int = Field(
+        1,
+        gt=0,
+        description="ONNX Runtime intra-op threads of one model call. 1 = one core per call: an embedder runs "
+        "(core budget // onnx_threads) calls side by side, its core budget being torch_threads or "
+        "ingest_torch_threads.",
+    )
+    onnx_cache_dir: Path | None = Field(
+        None,
+        description="Where ONNX exports are cached (one folder per model content hash and export recipe); "
+        "unset = data_dir/onnx. Processes with different data dirs (test runs, replicas) may share one.",
+    )
+    embedding_onnx_int8: bool = Field(
+        False,
+        description="onnx backend: run a dynamically quantized (int8 weights) copy of the export. Opt-in: "
+        "its vectors are close to, not equal to, the fp32 ones (see benchmarks/embedding_backends.py).",
+    )
     # Concurrency (issue 8): each embedder runs its model on one thread that batches concurrent callers.
     torch_threads: int | None = Field(
         None,
         gt=0,
-        description="Torch intra-op threads of an embedder's model thread (queries; CLI ingest); unset = all "
-        "cores. Measured on the quiet 2-core box (benchmarks/concurrency.py): 2 threads gave retrieval c=8 76 "
-        "requests/s against 66 at 1 thread, and the default query c=1 p95 155 ms against 273. Set 1 where the "
+        description="Core budget of an embedder (queries; CLI ingest): on torch its model thread's intra-op "
+        "threads, on onnx its parallel model calls times onnx_threads; unset = all cores. Measured with torch "
+        "on the quiet 2-core box (benchmarks/concurrency.py): 2 threads gave retrieval c=8 76 requests/s "
+        "against 66 at 1 thread, and the default query c=1 p95 155 ms against 273. Set 1 where the "
         "cores are shared with other busy processes: OpenMP teams collapse when oversubscribed.",
     )
     ingest_torch_threads: int | None = Field(
-        None, gt=0, description="Torch threads of the service's ingest embedder; unset = half the cores (min 1)."
+        None, gt=0, description="Core budget of the service's ingest embedder; unset = half the cores (min 1)."
     )
     embedding_batch_wait_ms: float = Field(
         0.0,
