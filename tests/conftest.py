@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from tests.helpers.serving import llama_server as start_llama_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RAG_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# One ONNX export of the embedding model for the whole run: every test's fresh data dir, and the servers and CLI
+# processes tests start (they inherit the environment), read it instead of exporting again (publishing is atomic).
+os.environ.setdefault("RAG_ONNX_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"rag-test-onnx-{os.getuid()}"))
 SCIFACT = SHARED / "scifact"
 
 

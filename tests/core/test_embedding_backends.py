@@ -41,7 +41,11 @@ def texts() -> list[str]:
 @pytest.fixture(scope="module")
 def onnx_settings(tmp_path_factory) -> Settings:
     return Settings(
-        data_dir=tmp_path_factory.mktemp("onnx-data"), embedding_backend="onnx", torch_threads=2, _env_file=None
+        data_dir=tmp_path_factory.mktemp("onnx-data"),
+        embedding_backend="onnx",
+        onnx_cache_dir=None,  # this test's own export under data_dir/onnx, not the run's shared one
+        torch_threads=2,
+        _env_file=None,
     )
 
 
