@@ -151,6 +151,16 @@ class Settings(BaseSettings):
     llm_reasoning: bool = Field(
         False, description="Ask for reasoning in <reasoning> tags first; it is stripped from the answer returned."
     )
+    extractive_min_score: float = Field(
+        0.38,
+        ge=0,
+        le=1,
+        description="The extractive generator (no LLM endpoint) declines when no retrieved sentence scores this "
+        "much (0.8 * cosine with the question + 0.2 * IDF-weighted coverage of its terms; "
+        "engine/generation/extractive.py). 0.38: the highest threshold that declined at most 5% of the "
+        "answerable train questions with a relevant context, on SciFact train and MTRAG's tune half "
+        "(benchmarks/extractive_answers.py).",
+    )
     faithfulness_judge: Literal["heuristic", "trained", "model", "llm"] = Field(
         "heuristic",
         description="Who decides whether an answer's claims are supported (diagnostics/judges/factory.py): 'heuristic' "

@@ -43,7 +43,11 @@ class Engine:
                 else None
             )
             retriever = Retriever(store, embedder, bm25, reranker)
-            generator = LLMGenerator(settings) if settings.llm_base_url else ExtractiveGenerator(embedder, bm25)
+            generator = (
+                LLMGenerator(settings)
+                if settings.llm_base_url
+                else ExtractiveGenerator(embedder, bm25, min_score=settings.extractive_min_score)
+            )
         except Exception:
             store.close()
             raise

@@ -1,11 +1,22 @@
-"""The extractive generator: markers inside quoted sentences are not citations; its cost is bounded."""
+"""The extractive generator: markers inside quoted sentences are not citations; its cost is bounded; headings
+and table rows are never quoted; term coverage is IDF-weighted; the decline threshold is a setting."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from core.settings import Settings
 from core.sparse import Bm25Encoder
 from engine.generation.citations import check_citations, strip_citation_markers
-from engine.generation.extractive import MAX_EMBEDDED, ExtractiveGenerator, compose, lexical_preselect
+from engine.generation.extractive import (
+    MAX_EMBEDDED,
+    MIN_SCORE,
+    ExtractiveGenerator,
+    candidates,
+    compose,
+    idf_coverage,
+    lexical_preselect,
+)
 from engine.generation.prompt import DECLINE
 
 
@@ -66,3 +77,79 @@ def test_answer_cost_is_bounded_at_a_large_top_k(embedder):
         "How far did the lunar rover drive on the Moon?", sources
     )
     assert exhaustive.texts > 500 and [c[:2] for c in chosen_all] == [c[:2] for c in chosen]
+
+
+# Issue 17: which sentences may answer, what they are scored on, when the generator declines.
+
+DOC = """# Configuration
+
+| variable | default | meaning |
+|---|---|---|
+| `RAG_ROVER_KM` | 35 | how far the lunar rover drove on the Moon |
+Settings are read once at start.
+## How far did the lunar rover drive on the Moon
+The lunar rover drove 35 kilometres across the Moon in three days.
+It was built in 1971 by Boeing and General Motors.
+"""
+
+
+def test_table_rows_and_headings_are_never_answer_sentences(embedder):
+    heading = "How far did the lunar rover drive on the Moon"
+    assert candidates(DOC) == [
+        ("Settings are read once at start.", "Configuration"),  # the table row ended the sentence before it
+        ("The lunar rover drove 35 kilometres across the Moon in three days.", heading),
+        ("It was built in 1971 by Boeing and General Motors.", heading),
+    ]
+    bm25 = Bm25Encoder.from_settings(Settings(_env_file=None))
+    gen = ExtractiveGenerator(embedder, bm25, max_embedded=None, max_scanned=None)
+    # The heading repeats the question word for word and the table row shares its terms: neither is quoted.
+    chosen = gen.select("How far did the lunar rover drive on the Moon?", [("Rover", DOC)])
+    assert chosen and all(not s.startswith(("#", "|")) and "RAG_ROVER_KM" not in s for _, s, _ in chosen)
+    assert "35 kilometres" in chosen[0][1]
+
+
+class SameVector:
+    """Every text gets the same vector: cosine ties, so only the term coverage tells sentences apart."""
+
+    def encode(self, texts):
+        return np.ones((len(texts), 4)) / 2.0
+
+
+def test_coverage_prefers_the_sentence_holding_the_questions_rare_terms():
+    bm25 = Bm25Encoder.from_settings(Settings(_env_file=None))
+    q = "Does the vaccine trial report myocarditis in adolescents?"
+    sents = [
+        "The vaccine trial enrolled adults and adolescents in the trial arm of the vaccine study.",  # 3 common terms
+        "Myocarditis was seen in two participants of the trial.",  # the rare term (and a common one)
+        "The vaccine trial gave results for adolescents after one year of vaccine follow-up.",
+        "Adolescents in the vaccine trial were followed for a year after the vaccine trial began.",
+    ]
+    q_terms = set(bm25.term_counts(q))
+    cov = idf_coverage(q_terms, [set(bm25.term_counts(s)) for s in sents])
+    assert int(np.argmax(cov)) == 1
+    # A plain share of terms would prefer the first sentence (3 of 5 terms against 2 of 5).
+    gen = ExtractiveGenerator(SameVector(), bm25, max_embedded=None, min_score=0.0)
+    chosen = gen.select(q, [("Trial", " ".join(sents))])
+    assert max(chosen, key=lambda c: c[2])[1].startswith("Myocarditis")
+    assert idf_coverage(set(), [{1}, {2}]).tolist() == [0.0, 0.0]
+
+
+def test_the_decline_threshold_comes_from_the_settings(tmp_path, monkeypatch, embedder):
+    from engine.engine import Engine
+
+    monkeypatch.setenv("RAG_EXTRACTIVE_MIN_SCORE", "0.9")
+    settings = Settings(data_dir=tmp_path / "data", _env_file=None)
+    assert settings.extractive_min_score == 0.9
+    assert Settings(_env_file=None, extractive_min_score=0.2).extractive_min_score == 0.2
+    engine = Engine.build(settings)
+    try:
+        gen = engine.answerer.generator
+        assert gen.min_score == 0.9
+        sources = [("Rover", "The lunar rover drove 35 kilometres across the Moon in three days.")]
+        question = "How far did the lunar rover drive on the Moon?"
+        best = max(s for _, _, s in gen.scored(question, sources))
+        assert MIN_SCORE <= best < 0.9  # answered at the default threshold, declined at 0.9
+        assert gen.generate(question, sources) == DECLINE
+        assert ExtractiveGenerator(embedder, gen.bm25).generate(question, sources).endswith("[1]")
+    finally:
+        engine.close()
