@@ -139,7 +139,8 @@ def polarity_doubts(answer: str, reference: str) -> list[str]:
         )
     if HEDGE.search(answer) and not HEDGE.search(reference):
         out.append("the answer hedges where the reference asserts")
-    if bool(NEGATION.search(answer)) != bool(NEGATION.search(reference)):
+    single = len(split_claims(answer)) <= 1 and len(split_claims(reference)) <= 1
+    if single and bool(NEGATION.search(answer)) != bool(NEGATION.search(reference)):
         # measured (benchmarks/subtle_faults.py): the default judge passed 159 of 159 negated answers
         out.append("a negation on one side only (answer or reference): a possible contradiction the judge may not see")
     return out
@@ -171,6 +172,11 @@ def correctness(judge: Judge, answer: str, reference: str, margin: float = 0.05)
             if abs(c.score - judge.threshold) < margin
         ]
         + polarity_doubts(plain, reference)
+        + [  # a reference claim and the answer sentence that covers it: a negation on one side only
+            f"a negation on one side only: {c.claim[:80]!r} vs {c.evidence[:80]!r}"
+            for c in covered
+            if c.supported and c.evidence and bool(NEGATION.search(c.claim)) != bool(NEGATION.search(c.evidence))
+        ]
         + _number_doubts(missing, plain),
     }
 
