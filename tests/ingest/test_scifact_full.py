@@ -16,6 +16,7 @@ from tests.conftest import SCIFACT, params, scifact_docs
 
 
 @pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.timeout(3600)
 def test_scifact_ingests_and_second_run_embeds_nothing(settings, embedder):
     scifact_docs(1)  # skips when the data is missing
