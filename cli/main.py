@@ -240,9 +240,10 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_level="info",
-        # Behind a proxy: trust its X-Forwarded-For for the client address (rate limits); see guides/hostile-clients.md.
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # Behind a proxy: trust its X-Forwarded-For for the client address (rate limits), and only its; with
+        # none configured the header is ignored. See guides/hostile-clients.md.
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips or "",
         limit_concurrency=settings.limit_concurrency,
         timeout_keep_alive=settings.timeout_keep_alive_s,
     )

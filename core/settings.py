@@ -231,10 +231,16 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int | None = Field(
         30, gt=0, description="Failed authentications per minute per client address, then 429; unset = no limit."
     )
-    forwarded_allow_ips: str = Field(
-        "127.0.0.1",
+    forwarded_allow_ips: str | None = Field(
+        None,
         description="Proxies (comma-separated IPs, CIDRs or '*') whose X-Forwarded-For/-Proto uvicorn trusts for "
-        "the client address that rate limits see. See guides/hostile-clients.md.",
+        "the client address that rate limits see; unset = none (X-Forwarded-For is ignored: any process on the "
+        "host could otherwise pick its own address per request). See guides/hostile-clients.md.",
+    )
+    redis_url: SecretStr | None = Field(
+        None,
+        description="redis://host:port/db: the rate limits and the failed-authentication limit are shared by every "
+        "replica through it (one bucket per key or address for the whole service). Unset = per process.",
     )
     limit_concurrency: int | None = Field(
         200, gt=0, description="Connections and requests at once before uvicorn answers 503; unset = no limit."
@@ -256,9 +262,38 @@ class Settings(BaseSettings):
     )
     job_time_limit_s: float = Field(3600.0, gt=0, description="A job running longer is stopped (interrupted).")
     job_max_queued_per_key: int = Field(20, gt=0, description="Queued jobs per API key; more are refused (429).")
-    job_keep_last: int = Field(1000, gt=0, description="Finished jobs kept per kind (ingest, audit); older go.")
+    job_keep_last: int = Field(
+        1000, gt=0, description="Finished jobs kept per kind per API key (ingest, audit, experiment); older go."
+    )
     job_keep_days: float = Field(30.0, gt=0, description="Finished jobs older than this are removed.")
     job_poll_s: float = Field(1.0, gt=0, description="How often idle workers look for jobs other replicas queued.")
+    # Replicas and job fairness (issues 20 and 21)
+    replicas: int = Field(
+        1,
+        gt=0,
+        description="Service replicas that may run at once against this database. Above 1 needs a Qdrant server "
+        "(RAG_QDRANT_URL) and a shared RAG_DATABASE_URL; start-up refuses otherwise. With the embedded store, "
+        "a second live replica on the same database is refused at start-up whatever this says.",
+    )
+    job_workers: int | None = Field(
+        None,
+        gt=0,
+        le=64,
+        description="Jobs (of any kind) one process runs at once; unset = cores + 1, at most 8 (3 on 2 cores). "
+        "With more than one, the last free worker is kept for API keys with no job running.",
+    )
+    job_max_chunks: int = Field(
+        5000,
+        gt=0,
+        description="Chunks one ingest job (upload) may embed: a file over it fails alone before it is embedded, "
+        "and the job stops at its next file or batch once past it. ~3 min of the 2-core box's ~29 chunks/s.",
+    )
+    job_max_attempts: int = Field(
+        2,
+        gt=0,
+        description="Runs a job gets: a job whose replica died (SIGKILL, OOM, lost host) is queued again until "
+        "it has had this many, then it is marked interrupted (a job that kills its replica does not kill all).",
+    )
     audit_max_cases: int = Field(1000, gt=0, description="Cases in one audit request.")
 
     # Query log (issue 10): every query and its feedback, in the same database as the jobs, to grow golden sets

@@ -54,11 +54,9 @@ def scope(access: Access) -> list[str] | None:
 
 
 def job_visible(job: dict, access: Access) -> bool:
-    """The key may read the job's collection and, for an experiment, every collection its variants ran on."""
-    variants = (job.get("report") or {}).get("variants", []) if job["kind"] == "experiment" else []
-    return all(
-        access.allows(c) for c in {job["collection"], *(v.get("collection") or job["collection"] for v in variants)}
-    )
+    """The key may read the job's collection and, for an experiment, every collection its variants run on
+    (from its request while it is queued or running: service/jobs/manager.py `collections_of`)."""
+    return all(access.allows(c) for c in {job["collection"], *job.get("collections", [])})
 
 
 def visible_job(state: ServiceState, access: Access, job_id: str, kind: str, visible: Callable[[dict], bool]) -> dict:

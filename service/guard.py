@@ -12,7 +12,8 @@ the headers alone, a declared size over the limit its 413 before the body is sen
   file as it streams); audits and audit reports (`POST /v1/audits`, `/v1/ui/audit-view`: golden sets, corpus
   ids) `max_audit_body_mb`; every other body `max_body_mb` (413 `body_too_large`).
 - The client address is the socket peer, or the forwarded one when uvicorn trusts the proxy
-  (`--forwarded-allow-ips`, see guides/hostile-clients.md).
+  (`RAG_FORWARDED_ALLOW_IPS`, none by default; see guides/hostile-clients.md).
+- Both limits are per process, or shared by every replica through Redis (`RAG_REDIS_URL`; service/ratelimit.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from starlette.responses import JSONResponse
 from core.errors import InvalidRequestError, RagError, Unauthorized
 from core.settings import Settings
 from service.auth import Access, authenticate, presented_key
-from service.ratelimit import RateLimited, RateLimiter
+from service.ratelimit import RateLimited, make_limiter
 
 ACCESS = "rag.access"  # scope key: the caller's Access, read by service/deps.py
 GUARDED_PREFIX = "/v1/"
@@ -73,8 +74,8 @@ class Guard:
     def __init__(self, app, settings: Settings):
         self.app = app
         self.settings = settings
-        per_min = settings.auth_failures_per_minute
-        self.failures = RateLimiter(per_min) if per_min else None
+        # Per client address; shared by the replicas through Redis when RAG_REDIS_URL is set.
+        self.failures = make_limiter(settings, "auth", settings.auth_failures_per_minute)
         self.body_limit = int(settings.max_body_mb * 1e6)
         self.audit_limit = int(max(settings.max_audit_body_mb, settings.max_body_mb) * 1e6)
         files = settings.max_upload_mb * settings.max_upload_files

@@ -10,11 +10,12 @@ from core.embedding import get_embedder
 from core.settings import Settings
 from engine.engine import Engine
 from service.db import Database, database_url
+from service.jobs import replicas
 from service.jobs.manager import JobManager
 from service.jobs.runners import audit_runner, experiment_runner, ingest_runner
 from service.metrics import Metrics
 from service.querylog.log import QueryLog
-from service.ratelimit import RateLimiter
+from service.ratelimit import RateLimiter, RedisRateLimiter, make_limiter
 
 log = logging.getLogger("rag.service")
 
@@ -25,7 +26,7 @@ class ServiceState:
     engine: Engine
     jobs: JobManager
     metrics: Metrics
-    limiter: RateLimiter | None = None
+    limiter: RateLimiter | RedisRateLimiter | None = None  # per process, or shared through Redis
     ready: bool = False
     querylog: QueryLog | None = None  # every query, its feedback; in the jobs' database
 
@@ -43,23 +44,25 @@ class ServiceState:
 
     @classmethod
     def build(cls, settings: Settings) -> "ServiceState":
-        """Load models, open the store, start the job worker."""
+        """Check the replica layout, load models, open the store, start the job workers."""
+        db = Database(database_url(settings))
+        db.migrate()
+        # Before anything heavy: refuses a second replica with an embedded store (service/jobs/replicas.py).
+        store_lock = replicas.guard(settings, db)
         engine = Engine.build(settings)
         # Ingest jobs get their own embedder instance, so a long ingest batch never holds the query one.
         ingest_embedder = get_embedder(settings, role="ingest")
 
-        db = Database(database_url(settings))
-        db.migrate()
         uploads = Path(settings.uploads_dir or Path(settings.data_dir) / "uploads")
         runners = {
             "ingest": ingest_runner(settings, engine.store, ingest_embedder, engine.bm25, uploads),
             "audit": audit_runner(engine),
             "experiment": experiment_runner(engine),
         }
-        job_manager = JobManager(db, settings, runners)
+        job_manager = JobManager(db, settings, runners, store_lock=store_lock)
         if not settings.api_keys:
             log.warning("NO API KEYS CONFIGURED: the API is open to anyone who can reach it. Set RAG_API_KEYS.")
-        limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+        limiter = make_limiter(settings, "rate", settings.rate_limit_per_minute)
         return cls(settings, engine, job_manager, Metrics(), limiter, querylog=QueryLog.build(settings, db, engine))
 
     def close(self) -> None:

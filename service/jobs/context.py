@@ -19,6 +19,10 @@ FINISHED = ("succeeded", "partial", "failed", "cancelled", "interrupted")
 STOPS = {
     "cancelled": ("cancelled", "cancelled by the caller"),
     "time_limit": ("interrupted", "stopped at the job time limit; submit the files again to finish"),
+    "chunk_limit": (
+        "interrupted",
+        "stopped at the job's chunk limit (RAG_JOB_MAX_CHUNKS); submit the remaining files in another upload",
+    ),
     "shutdown": ("interrupted", "the service shut down while this job ran; submit the files again to finish"),
     "lost_lock": ("interrupted", "this replica lost its database connection; submit the files again to finish"),
     "replica_gone": ("interrupted", "the service stopped while this job ran; submit the files again to finish"),

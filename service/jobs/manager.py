@@ -1,5 +1,6 @@
 """JobManager: the job queue of one process (replica). Submits jobs (bounded per owner), reads and cancels
-them, runs one worker per kind that claims the next job (service/jobs/claims.py) and runs it
+them, runs `job_workers` workers that each claim the next job of any kind (service/jobs/claims.py: a key with
+no job running goes first, and the last free worker is kept for such a key) and run it
 (service/jobs/running.py), and at start-up and when idle sweeps the jobs of gone replicas and prunes old ones
 (service/jobs/recovery.py)."""
 
@@ -40,6 +41,7 @@ class JobManager:
         *,
         replica: str | None = None,
         start: bool = True,
+        store_lock=None,
     ):
         self.db, self.settings, self.runners = db, settings, runners
         self.replica = replica or f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -50,16 +52,21 @@ class JobManager:
         self.roots += [Path(r).resolve() for r in self.roots]
         self.liveness = liveness_for(db, settings)
         self.liveness.hold(self.replica)
+        self.store_lock = store_lock  # service/jobs/replicas.py: released at shutdown
         self._stopping = threading.Event()
-        self._wake = {kind: threading.Event() for kind in runners}
+        self._wake = threading.Event()
         self._live: dict[str, Live] = {}
         self._lock = threading.Lock()
+        self._claiming = threading.Lock()  # this process's workers claim one at a time (the free count is exact)
+        self._busy = 0
+        self._swept = 0.0
         self._inflight: dict[str, int] = {}  # owner -> upload bytes being received here now
+        self.workers = settings.job_workers or default_workers()
         self.sweep()
         self.prune()
         self.remove_stale_staging()
         self._threads = [
-            threading.Thread(target=self._worker, args=(kind,), name=f"jobs-{kind}", daemon=True) for kind in runners
+            threading.Thread(target=self._worker, name=f"jobs-{i}", daemon=True) for i in range(self.workers)
         ]
         if start:
             self.start()
@@ -133,7 +140,7 @@ class JobManager:
                 raise TooManyJobs(self.settings.job_max_queued_per_key)
             s.add(job)
             out = public(job)
-        self._wake[kind].set()
+        self._wake.set()
         return out
 
     # --- reading and cancelling ------------------------------------------------------------------------------
@@ -192,24 +199,45 @@ class JobManager:
 
     # --- the workers -----------------------------------------------------------------------------------------
 
-    def _worker(self, kind: str) -> None:
+    def _claim(self) -> Job | None:
+        """The next job for a free worker of this process. The last free worker (of several) takes only a job
+        of a key with none running, so one key's long jobs never hold every worker."""
+        with self._claiming:
+            last = self.workers > 1 and self.workers - self._busy == 1
+            job = claim(self.db, list(self.runners), self.replica, only_idle_owners=last)
+            if job is not None:
+                with self._lock:
+                    self._busy += 1
+            return job
+
+    def _worker(self) -> None:
         while not self._stopping.is_set():
             try:
-                job = claim(self.db, kind, self.replica)
+                job = self._claim()
                 if job is None:
-                    self.sweep()
-                    self._wake[kind].wait(self.settings.job_poll_s)
-                    self._wake[kind].clear()
+                    if time.monotonic() - self._swept >= self.settings.job_poll_s:
+                        self._swept = time.monotonic()
+                        if self.sweep():
+                            continue  # jobs of a gone replica may be queued again
+                    self._wake.wait(self.settings.job_poll_s)
+                    self._wake.clear()
                     continue
-                self._run(job)
+                try:
+                    self._run(job)
+                finally:
+                    with self._lock:
+                        self._busy -= 1
+                    self._wake.set()  # a worker kept for idle keys may take any job now
             except Exception:  # the database is down, say: keep the worker alive and try again
-                log.exception("job worker %s", kind)
+                log.exception("job worker")
                 self._stopping.wait(max(self.settings.job_poll_s, 1.0))
 
     def _run(self, job: Job) -> None:
         live = Live(progress=dict(job.progress or {}))
         self._live[job.id] = live
         tracker = Tracker(self.db, job.id, live, self.settings.job_time_limit_s, self._stopping, self.liveness)
+        if job.kind == "ingest":
+            tracker.max_chunks = self.settings.job_max_chunks
         ctx = context_of(job, self.staging_dir(job.id), tracker)
         values = execute(self.runners[job.kind], ctx, self.roots, live.progress)
         try:
@@ -225,10 +253,16 @@ class JobManager:
     # --- recovery, retention, uploads -------------------------------------------------------------------------
 
     def sweep(self) -> list[str]:
-        """Mark `interrupted` the running jobs of replicas that are gone; return their ids."""
-        ids = recovery.sweep(self.db, self.liveness, self.replica, self.uploads)
+        """Queue again (or, after `job_max_attempts` runs, mark `interrupted`) the running jobs of replicas
+        that are gone; return their ids."""
+        ids, requeued = recovery.sweep(
+            self.db, self.liveness, self.replica, self.uploads, self.settings.job_max_attempts
+        )
         for job_id in ids:
-            self._remove_uploads(job_id)
+            if job_id not in requeued:
+                self._remove_uploads(job_id)
+        if requeued:
+            self._wake.set()
         return ids
 
     def prune(self) -> int:
@@ -245,8 +279,7 @@ class JobManager:
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Stop promptly: running jobs are asked to stop (they end `interrupted`, reason `shutdown`)."""
         self._stopping.set()
-        for event in self._wake.values():
-            event.set()
+        self._wake.set()
         deadline = time.monotonic() + timeout_s
         for t in self._threads:
             if t.is_alive():
@@ -261,6 +294,32 @@ class JobManager:
                     .values(status=status, reason="shutdown", error=message, finished_at=time.time())
                 )
         self.liveness.release()
+        if self.store_lock is not None:
+            self.store_lock.release()
+
+
+def default_workers() -> int:
+    """Cores + 1, at most 8: the workers mostly wait on the embedders' model threads (which batch their
+    callers), and one more than the cores leaves a worker for keys with no job running."""
+    return min(8, (os.cpu_count() or 1) + 1)
+
+
+def collections_of(job: Job) -> list[str]:
+    """Every collection a job reads: its own, and for an experiment each variant's, from the report once it
+    has run, else from the request (while it is queued or running). A request that does not parse names an
+    impossible collection, so only a key that reads every collection sees it."""
+    if job.kind != "experiment":
+        return [job.collection]
+    ran = (job.report or {}).get("variants")
+    if ran:
+        return sorted({v.get("collection") or job.collection for v in ran})
+    from service.jobs.requests import parse_variants
+
+    try:
+        variants = parse_variants(list((job.request or {}).get("variants") or []))
+    except Exception:
+        return sorted({job.collection, "\x00unparsed"})
+    return sorted({job.collection, *(v.collection or job.collection for v in variants)})
 
 
 def public(job: Job) -> dict:
@@ -279,6 +338,7 @@ def public(job: Job) -> dict:
         "reason": job.reason,
         "error": job.error,
         "cancel_requested": bool(job.cancel) and job.status == "running",
+        "collections": collections_of(job),
     }
 
 
@@ -306,5 +366,4 @@ def summary_of(job: Job) -> dict:
         out["summary"] = (report.get("summary") or {}).get("text")
     else:
         out["variants"] = [v.get("name") for v in report.get("variants", [])] or None
-        out["collections"] = sorted({v.get("collection") or job.collection for v in report.get("variants", [])})
     return out

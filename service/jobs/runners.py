@@ -20,9 +20,13 @@ from service.jobs.requests import AuditRequest, ExperimentRequest, golden_from_c
 
 
 def ingest_runner(settings: Settings, store, embedder, bm25, uploads: Path) -> Runner:
-    """Run an ingest job: move its uploads into the collection's work folder (one ingest job per collection
-    runs at a time), ingest them, delete them. Document ids are the upload names (`2023/summary.txt`)."""
+    """Run an ingest job: link its uploads into the collection's work folder (one ingest job per collection
+    runs at a time; the staged files stay until the job ends, so a replica that takes the job over after this
+    one died finds them), ingest them. Document ids are the upload names (`2023/summary.txt`). A file that
+    makes more chunks than the job may embed (`job_max_chunks`) fails alone, before it is embedded."""
     from ingest.pipeline import Ingestor
+
+    limited = settings.model_copy(update={"max_file_chunks": min(settings.max_file_chunks, settings.job_max_chunks)})
 
     def run(ctx: JobContext) -> Outcome:
         work = uploads / ctx.collection
@@ -33,14 +37,14 @@ def ingest_runner(settings: Settings, store, embedder, bm25, uploads: Path) -> R
                 dest = work / name
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    os.replace(ctx.folder / name, dest)
+                    link(ctx.folder / name, dest)
                 except FileNotFoundError:
                     raise InvalidRequestError(
                         "upload_missing", f"the upload {name!r} is not on this replica (is uploads_dir shared?)"
                     ) from None
             # A top-level file's document id is its name; a folder's files get "<folder>/<relative path>".
             tops = sorted({name.split("/", 1)[0] for name in ctx.files})
-            report = Ingestor(settings, store, embedder, bm25).run(
+            report = Ingestor(limited, store, embedder, bm25).run(
                 [work / t for t in tops], ctx.collection, progress=ctx.tick, stop=ctx.stop
             )
         finally:
@@ -50,9 +54,23 @@ def ingest_runner(settings: Settings, store, embedder, bm25, uploads: Path) -> R
         for f in out["files"]:
             f["path"] = scrub(f["path"], roots)
             f["reason"] = scrub(f["reason"], roots)
+            if f["reason"] and limited.max_file_chunks < settings.max_file_chunks:
+                f["reason"] = f["reason"].replace(
+                    "(RAG_MAX_FILE_CHUNKS)", "(RAG_JOB_MAX_CHUNKS: chunks one upload may make)"
+                )
         return Outcome(out, report.status, report.stopped)
 
     return run
+
+
+def link(src: Path, dest: Path) -> None:
+    """`dest` becomes `src`'s content: a hard link (the same file system: no copy), else a copy."""
+    try:
+        os.link(src, dest)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        shutil.copyfile(src, dest)
 
 
 def audit_runner(engine) -> Runner:

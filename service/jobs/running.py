@@ -1,6 +1,6 @@
 """One job running in this process: its progress (written to the database at most every PROGRESS_EVERY_S),
-the stop question its runner asks between files and cases (cancel, time limit, shutdown, a lost replica
-lock), and the values its row ends with, whatever the runner did."""
+the stop question its runner asks between files and cases (cancel, time limit, an ingest job's chunk budget,
+shutdown, a lost replica lock), and the values its row ends with, whatever the runner did."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ class Tracker:
         self.time_limit_s, self.stopping, self.liveness = time_limit_s, stopping, liveness
         self.started = time.monotonic()
         self.last = {"progress": 0.0, "cancel": time.monotonic()}
+        self.max_chunks: int | None = None  # an ingest job's chunk budget (job_max_chunks)
 
     def flush(self, force: bool = False) -> None:
         if force or time.monotonic() - self.last["progress"] >= PROGRESS_EVERY_S:
@@ -60,6 +61,8 @@ class Tracker:
             return "cancelled"
         if time.monotonic() - self.started > self.time_limit_s:
             return "time_limit"
+        if self.max_chunks is not None and self.live.progress.get("chunks", 0) >= self.max_chunks:
+            return "chunk_limit"
         if time.monotonic() - self.last["cancel"] >= PROGRESS_EVERY_S:
             self.last["cancel"] = time.monotonic()
             if not self.liveness.ok():

@@ -108,7 +108,7 @@ def test_claims_are_fair_across_api_keys(make_settings):
         order.append(ctx.request["owner"])
         return runner(ctx)
 
-    jobs = manager(settings, {"ingest": run}, start=False)
+    jobs = manager(settings.model_copy(update={"job_workers": 1}), {"ingest": run}, start=False)
     for i in range(6):
         jobs.submit("ingest", f"a{i}", "key:A", request={"owner": "A"})
     for i in range(2):
@@ -190,27 +190,103 @@ def test_a_live_replica_keeps_its_job_a_gone_one_loses_it(make_settings):
     """(A replica killed for real, SIGKILL on a process, is in test_replicas.py.)"""
     settings = make_settings()
     rec = Recorder()
-    a = manager(settings, {"ingest": rec.hold})
+    a = manager(settings.model_copy(update={"job_workers": 1}), {"ingest": rec.hold})  # busy with one job
     b = None
     try:
         running = a.submit("ingest", "c", "key:A")["id"]
         assert rec.started.wait(10)
-        # A job a replica that is gone ran: it holds no lock (no process, no session) any more.
+        # Jobs a replica that is gone ran: it holds no lock (no process, no session) any more. One had its
+        # last run (job_max_attempts 2: it was taken over once already); the other is taken over.
         orphan = a.submit("ingest", "d", "key:A")["id"]
+        again = a.submit("ingest", "e", "key:A", progress={"files_total": 3})["id"]
         with a.db.session() as s:
             gone = dict(status="running", replica="gone:1:abc", started_at=1.0)
-            s.execute(update(Job).where(Job.id == orphan).values(**gone))
+            s.execute(update(Job).where(Job.id == orphan).values(**gone, progress={"attempts": 1}))
+            s.execute(update(Job).where(Job.id == again).values(**gone, progress={"files_total": 3, "files": 2}))
         b = manager(settings, {"ingest": rec.hold})  # a replica starting while a's job runs
         assert b.get(running)["status"] == "running"  # a is alive: its job stays
         job = b.get(orphan)
         assert job["status"] == "interrupted" and job["reason"] == "replica_gone"
         assert "submit the files again" in job["error"]
+        taken = wait_for(b, again, ("running",))  # queued again, and claimed by a live replica
+        assert taken["progress"]["attempts"] == 1 and taken["progress"]["files_total"] == 3
         assert b.sweep() == [] and b.get(running)["status"] == "running"
         rec.release.set()
         assert wait_for(b, running)["report"] == {"done": True}
+        assert wait_for(b, again)["report"] == {"done": True}
+        assert [r[0] for r in rec.runs].count(again) == 1  # exactly once after the takeover
     finally:
         rec.release.set()
         close(a, *([b] if b else []))
+
+
+def test_a_key_with_nothing_running_is_not_kept_waiting(make_settings):
+    """Issue 21: one key's long jobs (of any kind) never hold every worker; the last free one is kept for a
+    key with nothing running, whose job starts at once."""
+    settings = make_settings(job_workers=2)
+    rec = Recorder()
+    jobs = manager(settings, {"ingest": rec.hold, "audit": rec.hold, "experiment": rec.quick(lambda: "a")})
+    try:
+        held = [jobs.submit(kind, f"a{i}", "key:A")["id"] for i, kind in enumerate(["ingest", "audit", "ingest"])]
+        wait_for(jobs, held[0], ("running",))
+        time.sleep(0.5)
+        assert [jobs.get(i)["status"] for i in held] == ["running", "queued", "queued"]  # the last worker waits
+        t0 = time.monotonic()
+        other = jobs.submit("experiment", "b", "key:B")["id"]
+        wait_for(jobs, other)
+        assert time.monotonic() - t0 < 2  # not behind A's jobs
+        assert [jobs.get(i)["status"] for i in held] == ["running", "queued", "queued"]
+    finally:
+        rec.release.set()
+        close(jobs)
+
+
+def test_retention_is_per_key(make_settings):
+    settings = make_settings(job_keep_last=2)
+    rec = Recorder()
+    jobs = manager(settings, {"audit": rec.quick(lambda: "a")})
+    try:
+        theirs = jobs.submit("audit", "b", "key:B")["id"]
+        wait_for(jobs, theirs)
+        mine = []
+        for i in range(5):
+            mine.append(jobs.submit("audit", "a", "key:A")["id"])
+            wait_for(jobs, mine[-1])
+        jobs.prune()
+        assert [jobs.get(i) is None for i in mine] == [True, True, True, False, False]
+        assert jobs.get(theirs)["status"] == "succeeded"  # A's five audits did not push B's out
+    finally:
+        close(jobs)
+
+
+def test_an_embedded_store_has_one_replica(make_settings, tmp_path):
+    """Issue 20: a second replica with an embedded store on the same database is refused, naming the fix; so
+    is RAG_REPLICAS above 1 without a Qdrant server. With a server there is no such lock."""
+    from core.errors import ConfigError
+    from service.jobs import replicas
+
+    settings = make_settings()
+    db = Database(database_url(settings))
+    first = replicas.guard(settings, db)
+    try:
+        other = settings.model_copy(update={"data_dir": tmp_path / "other"})
+        with pytest.raises(ConfigError, match="RAG_QDRANT_URL") as refused:
+            replicas.guard(other, db)
+        assert "another replica with an embedded Qdrant store" in str(refused.value)
+        assert replicas.guard(settings.model_copy(update={"qdrant_url": "http://qdrant:6333"}), db) is None
+    finally:
+        first.release()
+    again = replicas.guard(settings, db)  # the first one has gone: the next one is alone
+    again.release()
+    with pytest.raises(ConfigError, match="RAG_QDRANT_URL"):
+        replicas.check_layout(settings.model_copy(update={"replicas": 2}))
+    served = settings.model_copy(update={"replicas": 2, "qdrant_url": "http://qdrant:6333"})
+    if settings.database_url is None:
+        with pytest.raises(ConfigError, match="RAG_DATABASE_URL"):
+            replicas.check_layout(served)
+    else:
+        replicas.check_layout(served)
+    db.close()
 
 
 def test_records_are_bounded_and_survive_a_restart(make_settings):
