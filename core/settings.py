@@ -308,6 +308,10 @@ class Settings(BaseSettings):
     query_log_faithfulness: bool = Field(
         True, description="Score LLM answers with the offline faithfulness scorer, after the response (not extractive)."
     )
+    # Golden sets (issue 19): cases and their change history in the service database, shared by replicas
+    golden_max_cases: int = Field(
+        5000, gt=0, description="Cases in one collection's golden set; adding more is refused (409 golden_set_full)."
+    )
 
     @field_validator("collection")
     @classmethod

@@ -18,7 +18,7 @@ from core.errors import RagError
 from core.settings import Settings
 from service.guard import Guard, error_response
 from service.jobs.context import scrub
-from service.routes import audits, chat, documents, experiments, feedback, query, ui
+from service.routes import audits, chat, documents, experiments, feedback, golden, query, ui
 from service.schemas.common import Health
 from service.state import ServiceState
 
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.include_router(audits.router)
     app.include_router(experiments.router)
     app.include_router(feedback.router)
+    app.include_router(golden.router)
     app.include_router(ui.router)
 
     @app.exception_handler(RagError)

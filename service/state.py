@@ -13,6 +13,7 @@ from service.db import Database, database_url
 from service.jobs import replicas
 from service.jobs.manager import JobManager
 from service.jobs.runners import audit_runner, experiment_runner, ingest_runner
+from service.labels import GoldenStore
 from service.metrics import Metrics
 from service.querylog.log import QueryLog
 from service.ratelimit import RateLimiter, RedisRateLimiter, make_limiter
@@ -29,6 +30,7 @@ class ServiceState:
     limiter: RateLimiter | RedisRateLimiter | None = None  # per process, or shared through Redis
     ready: bool = False
     querylog: QueryLog | None = None  # every query, its feedback; in the jobs' database
+    golden: GoldenStore | None = None  # golden sets and their history; in the jobs' database
 
     @property
     def store(self):
@@ -63,7 +65,15 @@ class ServiceState:
         if not settings.api_keys:
             log.warning("NO API KEYS CONFIGURED: the API is open to anyone who can reach it. Set RAG_API_KEYS.")
         limiter = make_limiter(settings, "rate", settings.rate_limit_per_minute)
-        return cls(settings, engine, job_manager, Metrics(), limiter, querylog=QueryLog.build(settings, db, engine))
+        return cls(
+            settings,
+            engine,
+            job_manager,
+            Metrics(),
+            limiter,
+            querylog=QueryLog.build(settings, db, engine),
+            golden=GoldenStore(settings, db),
+        )
 
     def close(self) -> None:
         if self.querylog is not None:

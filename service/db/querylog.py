@@ -1,5 +1,5 @@
 """Query log tables: each query the service answered, and the feedback on it. Times are Unix seconds, as in
-the jobs table. Migration: migrations/versions/0002_querylog.py."""
+the jobs table. Migrations: migrations/versions/0002_querylog.py, 0003_golden.py (one vote per key)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,6 @@ class Feedback(Base):
     rating: Mapped[int] = mapped_column(SmallInteger)  # +1 / -1
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     correct_doc_id: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    voter: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the key's owner id: one vote per key
+
+    __table_args__ = (Index("ux_query_feedback_voter", "query_id", "voter", unique=True),)

@@ -16,6 +16,8 @@ from service.querylog.candidates import find_candidates
 from service.querylog.capture import QueryWriter, redact
 from service.querylog.rows import QueryNotFound, feedback_dict, ratings, row_dict, scope
 
+UNSET = object()  # a feedback field the vote leaves as the voter's earlier vote had it
+
 
 class QueryLog(QueryWriter):
     @classmethod
@@ -96,24 +98,39 @@ class QueryLog(QueryWriter):
         self,
         query_id: str,
         rating: int,
-        comment: str | None = None,
-        correct_doc_id: str | None = None,
+        comment: str | None | object = None,
+        correct_doc_id: str | None | object = None,
         allowed: Callable[[str], bool] = lambda c: True,
+        voter: str | None = None,
     ) -> dict:
+        """Record a vote. With `voter` (who rates: the API key's owner id) one vote per voter and query, the
+        last one standing: it replaces the voter's earlier vote, keeping the fields passed as UNSET
+        (`previous_rating` says what it replaced). Without, every call adds a vote."""
         if rating not in (1, -1):
             raise InvalidRequestError("invalid_rating", "rating is 1 (thumbs up) or -1 (thumbs down)", 422)
         self.flush(timeout=10, ids=[query_id])
-        comment = redact(comment, self.settings.query_log_redact_emails, self.settings.query_log_redact_numbers)
+        if comment is not UNSET:
+            comment = redact(comment, self.settings.query_log_redact_emails, self.settings.query_log_redact_numbers)
         with self.db.session() as s:
             r = self._load(s, query_id)
             if r is None or not allowed(r.collection):
                 raise QueryNotFound(query_id)
-            f = Feedback(
-                query_id=query_id, created_at=time.time(), rating=rating, comment=comment, correct_doc_id=correct_doc_id
-            )
-            s.add(f)
+            f, previous = None, None
+            if voter is not None:
+                self.db.xact_lock(s, "feedback", f"{query_id}\x1f{voter}")  # SQLite's writers queue anyway
+                f = s.scalars(select(Feedback).where(Feedback.query_id == query_id, Feedback.voter == voter)).first()
+            if f is None:
+                f = Feedback(query_id=query_id, voter=voter, comment=None, correct_doc_id=None)
+                s.add(f)
+            else:
+                previous = f.rating
+            f.created_at, f.rating = time.time(), rating
+            if comment is not UNSET:
+                f.comment = comment
+            if correct_doc_id is not UNSET:
+                f.correct_doc_id = correct_doc_id
             s.flush()
-            return feedback_dict(f)
+            return {**feedback_dict(f), "previous_rating": previous}
 
     def mark_labelled(self, query_id: str, case_id: str) -> None:
         with self.db.session() as s:

@@ -2,12 +2,15 @@
 `GET /v1/audits/{id}` (or `/v1/jobs/{id}`) for progress and the report; `POST /v1/jobs/{id}/cancel` stops one.
 Same code as `rag audit`. Audits are jobs of the one job system (service/jobs/): queued per API key, kept
 in the service database, bounded in cases and question length. The request and its checks are in
-service/jobs/requests.py, the run in service/jobs/runners.py."""
+service/jobs/requests.py, the run in service/jobs/runners.py. Without `cases`, the audit reads the
+collection's golden set from the service database (service/labels.py), written out as the loader reads it."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
+from pydantic import Field
 
+from core.errors import InvalidRequestError
 from service.deps import AccessDep, OwnerDep, StateDep, scope, visible_job
 from service.errors import ERRORS
 from service.jobs.requests import AuditRequest, check_cases, golden_from_cases, require_judge
@@ -16,18 +19,40 @@ from service.schemas.jobs import AuditPage, AuditSubmitted, JobReport
 router = APIRouter(tags=["audits"])
 
 
+class AuditOfSet(AuditRequest):
+    """An audit of the cases given, or (no `cases`) of the collection's golden set on the server."""
+
+    cases: list[dict] | None = Field(
+        None,
+        min_length=1,
+        description="Golden-set cases, in the JSONL format's fields; left out: the collection's golden set as the "
+        "server holds it (GET /v1/golden/{collection}).",
+    )
+
+
+def server_cases(state, collection: str) -> list[dict]:
+    golden = getattr(state, "golden", None)
+    rows = golden.rows(collection) if golden is not None else []
+    if not rows:
+        raise InvalidRequestError(
+            "golden_set_empty", f"the golden set of {collection!r} has no cases: label some, or send cases", 422
+        )
+    return rows
+
+
 @router.post("/v1/audits", status_code=202, response_model=AuditSubmitted, responses=ERRORS)
-def start_audit(req: AuditRequest, state: StateDep, access: AccessDep, owner: OwnerDep) -> dict:
+def start_audit(req: AuditOfSet, state: StateDep, access: AccessDep, owner: OwnerDep) -> dict:
     s = state.settings
     collection = req.collection or s.collection
     access.check(collection)
     state.engine.require_collection(collection)
-    check_cases(s, req.cases, req.ks)
-    golden = golden_from_cases(req.cases)
+    cases = req.cases if req.cases is not None else server_cases(state, collection)
+    check_cases(s, cases, req.ks)
+    golden = golden_from_cases(cases)
     state.engine.params(rerank=req.rerank)  # rerank_unavailable now, not in the job
     card = require_judge(s) if req.generate else None  # judge_unavailable now, not in the job
     state.jobs.check_queue(owner)
-    request = {**req.model_dump(mode="json"), "collection": collection}
+    request = {**req.model_dump(mode="json"), "collection": collection, "cases": cases}
     job = state.jobs.submit(
         "audit", collection, owner, request=request, progress={"cases": 0, "total": len(golden.cases)}
     )

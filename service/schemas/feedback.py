@@ -1,4 +1,4 @@
-"""The query log, feedback on answers, candidates to label, and golden sets labelled in the UI."""
+"""The query log, feedback on answers and candidates to label (golden sets: golden.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ class FeedbackOut(BaseModel):
     rating: int = Field(description="1 = thumbs up, -1 = thumbs down.")
     comment: str | None
     correct_doc_id: str | None
+    previous_rating: int | None = Field(
+        None, description="The rating this key's earlier vote on the query had (it replaced it); null: none."
+    )
 
 
 class Thumbs(BaseModel):
@@ -41,6 +44,11 @@ class LoggedQuery(BaseModel):
     faithfulness: float | None
     unsupported_claims: int | None
     labelled_case: str | None
+    labelled_case_id: str | None = Field(
+        None,
+        description="The golden case that labels it: the one made from it, while it exists, or one asking the same "
+        "question. Label it again only to replace that case.",
+    )
     redacted: bool
 
 
@@ -75,16 +83,3 @@ class QueryRecordOut(LoggedQuery):
     timings: dict[str, Any]
     claims: list[Any] | None
     feedback: list[FeedbackOut]
-
-
-class GoldenSetOut(BaseModel):
-    collection: str
-    file: str = Field(description="The file as the UI names it (golden/<collection>.jsonl).")
-    rows: list[dict[str, Any]]
-    error: str | None = Field(description="The loader's complaint about the file; null when it loads.")
-
-
-class CaseAdded(BaseModel):
-    case: dict[str, Any]
-    file: str
-    rows: int = Field(description="Rows in the file now.")

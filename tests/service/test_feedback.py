@@ -4,8 +4,6 @@ before anything is written; the UI's files and the API docs are served from the 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from core.settings import Settings
@@ -113,8 +111,10 @@ def test_labelling_appends_validated_cases(live):
     q = ask(live, DOCS, "What happens to a corrupt PDF during ingest?", "docs")
     sci = ask(live, SCI, "What do microRNAs regulate?", "scifact")
     ctx = q["contexts"][0]
-    golden = live.settings.data_dir / "golden" / "docs.jsonl"
     url = "/v1/golden/docs/cases"
+
+    def stored() -> list[dict]:
+        return live.http.get("/v1/golden/docs", headers=DOCS).json()["rows"]
 
     # Scope: another collection's golden set, or another collection's query, is refused.
     assert (
@@ -137,7 +137,7 @@ def test_labelling_appends_validated_cases(live):
         "code": "golden_set_invalid",
         "message": "golden/docs.jsonl, line 1: expected[0].grade must be a whole number >= 1",
     }
-    assert not golden.exists()
+    assert stored() == []
     # Labels are looked up in the index before anything is written (issue 17).
     stale = {"question": q["question"], "expected": [{"doc_id": ctx["doc_id"], "quote": "a corrupt PDF is repaired"}]}
     r = live.http.post(url, json=stale, headers=DOCS)
@@ -150,7 +150,7 @@ def test_labelling_appends_validated_cases(live):
     twice = {"question": q["question"], "expected": [{"doc_id": ctx["doc_id"], "grade": 3}, {"doc_id": ctx["doc_id"]}]}
     r = live.http.post(url, json=twice, headers=DOCS)
     assert r.status_code == 422 and r.json()["error"]["details"][0]["problem"] == "duplicate_source"
-    assert not golden.exists()
+    assert stored() == []
 
     good = {
         "query_id": q["query_id"],
@@ -164,9 +164,10 @@ def test_labelling_appends_validated_cases(live):
     case = r.json()["case"]
     assert case["id"] == f"q-{q['query_id'][:12]}" and r.json()["rows"] == 1
     assert case["expected"] == good["expected"] and case["answer"] == "It fails alone." and case["tags"] == ["pdf"]
-    # The same case again: a duplicate id, named by the loader; the file keeps its one line.
+    # The same case again: a duplicate id, refused (409 case_exists); the set keeps its one case.
     r = live.http.post(url, json=good, headers=DOCS)
-    assert r.status_code == 422 and "duplicate id" in r.json()["error"]["message"]
+    assert r.status_code == 409 and r.json()["error"]["code"] == "case_exists"
+    assert "duplicate id" in r.json()["error"]["message"] and len(stored()) == 1
     unans = live.http.post(
         url,
         json={"id": "no-refunds", "question": "What is the refund policy?", "unanswerable": True, "answer": "x"},
@@ -176,8 +177,9 @@ def test_labelling_appends_validated_cases(live):
     assert unans.json()["case"]["expected"] == [] and "answer" not in unans.json()["case"]
     assert unans.json()["case"]["tags"] == ["unanswerable"]
 
-    rows = [json.loads(line) for line in golden.read_text().splitlines()]
-    assert [r["id"] for r in rows] == [case["id"], "no-refunds"]
+    assert [r["id"] for r in stored()] == [case["id"], "no-refunds"]
+    # In the service database, not a file in the data dir (replicas share it).
+    assert not (live.settings.data_dir / "golden" / "docs.jsonl").exists()
     listed = live.http.get("/v1/golden/docs", headers=DOCS).json()
     assert listed["file"] == "golden/docs.jsonl" and len(listed["rows"]) == 2 and listed["error"] is None
     # The logged query is labelled now: out of the candidates, and filterable in the log.

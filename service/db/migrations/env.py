@@ -5,6 +5,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from service.db.engine import VERSION_TABLE
+from service.db.golden import GoldenCase  # noqa: F401  (its tables join Base.metadata)
 from service.db.models import Base
 from service.db.querylog import QueryRecord  # noqa: F401  (its tables join Base.metadata)
 
