@@ -199,6 +199,9 @@ class CachedEmbedder:
             self.vecs.update(zip(todo, self.inner.encode(list(todo.values()))))
         return np.stack([self.vecs[k] for k in keys])
 
+    def encode_query(self, text):
+        return self.encode([text])[0]
+
     def save(self) -> None:
         if self.path:
             keys = list(self.vecs)

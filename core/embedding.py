@@ -36,6 +36,7 @@ import re
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -46,6 +47,8 @@ from core.errors import ConfigError
 from core.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
 log = logging.getLogger(__name__)
+
+QUERY_CACHE_SIZE = 1024  # questions whose vectors an embedder keeps (384 floats each: 1.5 MB)
 
 # Part of the export cache key: bump it when the export below changes, and old exports are ignored.
 ONNX_EXPORT_RECIPE = "st-trace-v1"
@@ -385,6 +388,8 @@ class Embedder:
         # HF tokenizers are not safe to call from several threads at once; the model threads take this lock
         # while they tokenize, so the chunker's counting never overlaps them.
         self._lock = threading.Lock()
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_lock = threading.Lock()
         self.torch_threads = torch_threads_for(settings, role)
         try:
             if self.backend == "onnx":
@@ -494,6 +499,23 @@ class Embedder:
                 out[idx] = vecs
             return out
         return self._batcher.submit(texts)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """One question's vector, remembered for the next QUERY_CACHE_SIZE distinct questions: retrieval embeds
+        the question and the extractive answer scores sentences against the same question, so it is embedded
+        once per query (and once for a question asked again, e.g. an audit re-run)."""
+        with self._query_lock:
+            vec = self._queries.get(text)
+            if vec is not None:
+                self._queries.move_to_end(text)
+                return vec
+        vec = self.encode([text])[0]
+        vec.setflags(write=False)  # shared by every caller that asks the same question
+        with self._query_lock:
+            self._queries[text] = vec
+            while len(self._queries) > QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return vec
 
     @property
     def batching(self) -> dict:

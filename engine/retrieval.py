@@ -78,7 +78,7 @@ class Retriever:
             raise InvalidRequestError("rerank_unavailable", "no reranker is configured (set RAG_RERANK_MODEL)")
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        dense = self.embedder.encode([question])[0] if p.mode in ("hybrid", "dense") else None
+        dense = self.embedder.encode_query(question) if p.mode in ("hybrid", "dense") else None
         timings["embed"] = _ms(t)
         sparse = self.bm25.embed_query(question) if p.mode in ("hybrid", "sparse") else None
 

@@ -186,8 +186,8 @@ class ExtractiveGenerator:
         keep = list(range(len(cands)))
         if self.max_embedded is not None and len(cands) > self.max_embedded:
             keep = lexical_preselect(q_terms, sent_terms, self.max_embedded, coverage)
-        vecs = self.embedder.encode([question] + [cands[i][1] for i in keep])
-        cos = vecs[1:] @ vecs[0]
+        q_vec = self.embedder.encode_query(question)  # retrieval embedded the same question: a cache hit
+        cos = self.embedder.encode([cands[i][1] for i in keep]) @ q_vec
         w = self.coverage_weight
         scores = (1 - w) * cos + w * coverage[keep]
         return [(cands[i][0], cands[i][1], float(sc)) for i, sc in zip(keep, scores)]

@@ -58,6 +58,9 @@ class CountingEmbedder:
         self.texts += len(texts)
         return self.inner.encode(texts)
 
+    def encode_query(self, text):
+        return self.encode([text])[0]
+
 
 def test_answer_cost_is_bounded_at_a_large_top_k(embedder):
     bm25 = Bm25Encoder.from_settings(Settings(_env_file=None))
@@ -114,6 +117,9 @@ class SameVector:
     def encode(self, texts):
         return np.ones((len(texts), 4)) / 2.0
 
+    def encode_query(self, text):
+        return self.encode([text])[0]
+
 
 def test_coverage_prefers_the_sentence_holding_the_questions_rare_terms():
     bm25 = Bm25Encoder.from_settings(Settings(_env_file=None))
@@ -153,3 +159,18 @@ def test_the_decline_threshold_comes_from_the_settings(tmp_path, monkeypatch, em
         assert ExtractiveGenerator(embedder, gen.bm25).generate(question, sources).endswith("[1]")
     finally:
         engine.close()
+
+
+def test_the_question_is_embedded_once_per_query(embedder):
+    """Retrieval embeds the question; the extractive answer scores sentences against the same vector, so only
+    the sentences go to the model (issue 18). The vector is the one a plain encode gives."""
+    question = "How far did the lunar rover drive on the Moon, in kilometres?"
+    calls = embedder.batching["requests"]
+    vec = embedder.encode_query(question)  # what retrieval does
+    assert embedder.batching["requests"] == calls + 1
+    assert np.allclose(vec, embedder.encode([question])[0], atol=1e-5)
+    calls = embedder.batching["requests"]
+    gen = ExtractiveGenerator(embedder, Bm25Encoder.from_settings(Settings(_env_file=None)), max_scanned=None)
+    chosen = gen.select(question, [("Rover", DOC)])
+    assert embedder.batching["requests"] == calls + 1  # the sentences, in one call; the question was not re-run
+    assert chosen and "35 kilometres" in chosen[0][1]
