@@ -14,6 +14,7 @@ import { auditPage } from "./audit.js";
 import { casePage } from "./case.js";
 import { experimentsPage } from "./experiments.js";
 import { experimentPage } from "./experiment.js";
+import { goldenCasePage, goldenPage } from "./golden.js";
 
 // ---------- router ----------
 const ROUTES = [
@@ -26,6 +27,8 @@ const ROUTES = [
   [/^\/audits$/, () => auditsPage()],
   [/^\/audit\/([\w-]+)$/, (m, p) => auditPage(m[1], p)],
   [/^\/case\/([\w-]+)\/(.+)$/, (m) => casePage(m[1], decodeURIComponent(m[2]))],
+  [/^\/golden$/, (m, p) => goldenPage(p)],
+  [/^\/golden\/([\w-]+)\/case\/(.+)$/, (m) => goldenCasePage(m[1], decodeURIComponent(m[2]))],
   [/^\/experiments$/, () => experimentsPage()],
   [/^\/experiment\/([\w-]+)$/, (m) => experimentPage(m[1])],
 ];
@@ -51,7 +54,7 @@ async function render() {
   who.textContent = sessionStorage.getItem(KEY) ? "signed in with an API key" : sessionStorage.getItem(OPEN) ? "open API (no keys configured)" : "";
   out.hidden = !sessionStorage.getItem(KEY);
   for (const a of document.querySelectorAll("#nav a")) {
-    const under = { audits: /^\/(audit|case)\//, experiments: /^\/experiment\// }[a.dataset.page];
+    const under = { audits: /^\/(audit|case)\//, experiments: /^\/experiment\//, golden: /^\/golden\// }[a.dataset.page];
     if (path.startsWith(`/${a.dataset.page}`) || (under && under.test(path))) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }

@@ -1,9 +1,12 @@
 // Labeling: a logged query or an audit case becomes a golden case (a draft is kept per target).
+// The answer shown is a reference only when it was judged good: never a thumbs-down's or a decline's.
 
 import { ApiError, api } from "./api.js";
 import { startAudit } from "./audits.js";
 import { enc, errorBox, h, show, stripCitations } from "./dom.js";
-import { stageRanks } from "./widgets.js";
+import { sourceOut, sourcesEditor, stageRanks } from "./widgets.js";
+
+const GOOD_ANSWER = ["answered_well", "grounded"]; // an audit's verdicts whose answer may be the reference
 
 function draftKey(target) {
   return `rag-why.draft.${target}`;
@@ -15,7 +18,9 @@ export async function labelPage(target) {
   if (target.queryId) {
     const r = await api(`/v1/queries/${enc(target.queryId)}`);
     const fbDoc = (r.feedback || []).map((f) => f.correct_doc_id).find(Boolean);
-    source = { collection: r.collection, question: r.question, answer: r.declined ? "" : stripCitations(r.answer), contexts: r.contexts, extra: fbDoc ? [{ doc_id: fbDoc, quote: "", grade: 1 }] : [], id: `q-${target.queryId.slice(0, 12)}`, from: `logged query ${target.queryId}`, expected: [] };
+    const thumbsDown = (r.feedback || []).some((f) => f.rating < 0);
+    const answer = r.declined || thumbsDown || r.generation_error ? "" : stripCitations(r.answer);
+    source = { collection: r.collection, question: r.question, answer, contexts: r.contexts, extra: fbDoc ? [{ doc_id: fbDoc, quote: "", grade: 1, fromFeedback: true }] : [], id: `q-${target.queryId.slice(0, 12)}`, from: `logged query ${target.queryId}`, expected: [], labelled: r.labelled_case_id };
   } else {
     const job = await api(`/v1/audits/${enc(target.auditId)}`);
     const c = ((job.report || {}).cases || []).find((x) => String(x.id) === target.caseId);
@@ -25,7 +30,14 @@ export async function labelPage(target) {
     const byId = Object.fromEntries(texts.map((t) => [t.chunk_id, t]));
     const contexts = c.retrieved.map((x) => ({ ...x, text: (byId[x.chunk_id] || {}).text || "" }));
     const gen = c.generation || {};
-    source = { collection: job.collection, question: c.question, answer: gen.declined ? "" : stripCitations(gen.answer), contexts, extra: [], id: String(c.id), from: `audit ${target.auditId}, case ${c.id}`, expected: c.expected || [] };
+    const answer = gen.declined || !GOOD_ANSWER.includes(c.verdict) ? "" : stripCitations(gen.answer);
+    let labelled = null;
+    try {
+      labelled = (await api(`/v1/golden/${enc(job.collection)}/cases/${enc(String(c.id))}`)).id;
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 404)) throw e;
+    }
+    source = { collection: job.collection, question: c.question, answer, contexts, extra: [], id: String(c.id), from: `audit ${target.auditId}, case ${c.id}`, expected: c.expected || [], labelled };
   }
   const dkey = draftKey(target.queryId ? `q.${target.queryId}` : `a.${target.auditId}.${target.caseId}`);
   const st = JSON.parse(sessionStorage.getItem(dkey) || "null") || {
@@ -90,25 +102,7 @@ export async function labelPage(target) {
     };
     return fs;
   });
-  const extraList = h("div", { id: "extra-sources" });
-  const drawExtra = () => {
-    extraList.replaceChildren(
-      ...st.extra.map((e, j) => {
-        const doc = h("input", { type: "text", value: e.doc_id, "aria-label": "Document id", placeholder: "document id" });
-        const quote = h("input", { type: "text", value: e.quote, "aria-label": "Quote", placeholder: "quote (optional)", class: "wide" });
-        const grade = h("select", { "aria-label": "Grade" }, [1, 2, 3].map((v) => h("option", { value: v, selected: e.grade === v }, v)));
-        const sync = () => {
-          Object.assign(e, { doc_id: doc.value.trim(), quote: quote.value, grade: Number(grade.value) });
-          save();
-        };
-        [doc, quote].forEach((x) => x.addEventListener("input", sync));
-        grade.addEventListener("change", sync);
-        const rm = h("button", { type: "button", class: "secondary", onclick: () => { st.extra.splice(j, 1); save(); drawExtra(); } }, "Remove");
-        return h("div", { class: "row card" }, h("label", {}, "Document", doc), h("label", { style: "flex:1 1 14rem" }, "Quote", quote), h("label", {}, "Grade", grade), rm);
-      }),
-    );
-  };
-  drawExtra();
+  const extraList = sourcesEditor(st.extra, save, "extra-sources");
   const qIn = h("textarea", { id: "label-question", value: st.question });
   const idIn = h("input", { type: "text", id: "label-id", value: st.id });
   const ans = h("textarea", { id: "label-answer", value: st.answer });
@@ -120,6 +114,12 @@ export async function labelPage(target) {
     save();
   };
   [qIn, idIn, ans, tags].forEach((x) => x.addEventListener("input", sync));
+  ans.addEventListener("input", () => { // a reference typed or edited here is meant to be kept
+    if (ans.value.trim() && !useAns.checked) {
+      useAns.checked = true;
+      sync();
+    }
+  });
   [useAns, un].forEach((x) => x.addEventListener("change", sync));
   passages.forEach((fs) => fs.classList.toggle("disabled", st.unanswerable));
 
@@ -128,7 +128,10 @@ export async function labelPage(target) {
     "form",
     { id: "label-form" },
     h("h1", {}, "Label"),
-    h("p", { class: "muted small" }, `From ${source.from} · collection ${source.collection} · appended to golden/${source.collection}.jsonl`),
+    h("p", { class: "muted small" }, `From ${source.from} · collection ${source.collection} · added to its golden set`),
+    source.labelled
+      ? h("div", { class: "alert", role: "note", id: "label-labelled" }, `This question is labelled already: case ${source.labelled}. Saving adds another case; `, h("a", { href: `#/golden/${enc(source.collection)}/case/${enc(source.labelled)}` }, `edit ${source.labelled} instead`), ".")
+      : null,
     h("p", { class: "small muted" }, "Keys: ", h("kbd", {}, "1"), "–", h("kbd", {}, "9"), " pick a passage, ", h("kbd", {}, "u"), " unanswerable, ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "Enter"), " save (outside text fields for letters and digits)."),
     h("div", { class: "row" }, h("label", { style: "flex:1 1 24rem" }, "Question", qIn), h("label", {}, "Case id", idIn)),
     h("h2", {}, "Which passages answer it?"),
@@ -136,7 +139,7 @@ export async function labelPage(target) {
     passages,
     h("h3", {}, "Another source"),
     extraList,
-    h("button", { type: "button", class: "secondary", id: "add-source", onclick: () => { st.extra.push({ doc_id: "", quote: "", grade: 1 }); save(); drawExtra(); } }, "Add a source by document id"),
+    h("button", { type: "button", class: "secondary", id: "add-source", onclick: () => { st.extra.push({ doc_id: "", quote: "", grade: 1 }); save(); extraList.redraw(); } }, "Add a source by document id"),
     h("h2", {}, "Reference answer"),
     h("label", { class: "inline", for: "use-answer" }, useAns, "Keep a reference answer (accept the logged one or write your own)"),
     ans,
@@ -151,6 +154,7 @@ export async function labelPage(target) {
     err.replaceChildren();
     const expected = [];
     if (!st.unanswerable) {
+      const picked = new Set();
       source.contexts.forEach((c, i) => {
         const p = st.picks[i];
         if (!p.on) return;
@@ -158,12 +162,11 @@ export async function labelPage(target) {
         if (p.quote.trim()) e.quote = p.quote.trim();
         else e.span = [c.start, c.end];
         expected.push(e);
+        picked.add(c.doc_id);
       });
-      st.extra.filter((e) => e.doc_id || e.quote).forEach((e) => {
-        const x = { doc_id: e.doc_id, grade: e.grade };
-        if (e.quote !== "") x.quote = e.quote;
-        expected.push(x);
-      });
+      // A whole document typed (or named by the feedback) that a picked passage anchors already is not listed
+      // again: twice, with other grades, the set would be refused.
+      st.extra.filter((e) => (e.doc_id || e.quote) && !(picked.has(e.doc_id) && !e.quote && !e.span)).forEach((e) => expected.push(sourceOut(e)));
     }
     const body = {
       id: st.id || null,
@@ -180,8 +183,8 @@ export async function labelPage(target) {
       const r = await api(`/v1/golden/${enc(source.collection)}/cases`, { method: "POST", body });
       sessionStorage.removeItem(dkey);
       done.replaceChildren(
-        h("div", { class: "ok", role: "status" }, `Saved case ${r.case.id} to ${r.file} (${r.rows} cases).`),
-        h("p", { class: "row" }, h("button", { type: "button", id: "audit-now", onclick: () => startAudit(source.collection, true) }, "Audit this golden set"), h("a", { href: "#/candidates" }, "Next to label")),
+        h("div", { class: "ok", role: "status" }, `Saved case ${r.case.id} to the golden set of ${source.collection} (${r.rows} cases).`),
+        h("p", { class: "row" }, h("button", { type: "button", id: "audit-now", onclick: () => startAudit(source.collection, true) }, "Audit this golden set"), h("a", { href: "#/candidates" }, "Next to label"), h("a", { href: `#/golden?collection=${enc(source.collection)}` }, "The golden set")),
       );
       done.querySelector("button").focus();
     } catch (e) {

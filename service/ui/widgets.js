@@ -10,17 +10,24 @@ export function verdictBadge(v, good) {
 }
 
 export function feedbackButtons(item, onDone) {
+  // One vote per API key and query: a second click replaces this key's vote (the server says which it was).
   const fb = item.feedback || { up: 0, down: 0 };
   const status = h("span", { class: "small muted", role: "status" });
   const rate = async (rating, btn) => {
     try {
-      await api("/v1/feedback", { method: "POST", body: { query_id: item.id, rating } });
-      btn.setAttribute("aria-pressed", "true");
-      if (rating > 0) fb.up += 1;
-      else fb.down += 1;
+      const r = await api("/v1/feedback", { method: "POST", body: { query_id: item.id, rating } });
+      const prev = r.previous_rating;
+      if (prev !== rating) {
+        if (prev > 0) fb.up -= 1;
+        else if (prev < 0) fb.down -= 1;
+        if (rating > 0) fb.up += 1;
+        else fb.down += 1;
+      }
+      up.setAttribute("aria-pressed", String(rating > 0));
+      down.setAttribute("aria-pressed", String(rating < 0));
       up.textContent = `▲ ${fb.up}`;
       down.textContent = `▼ ${fb.down}`;
-      status.textContent = "thanks";
+      status.textContent = prev != null && prev !== rating ? "vote changed" : "thanks";
       if (onDone) onDone();
     } catch (e) {
       status.textContent = e.message;
@@ -31,6 +38,44 @@ export function feedbackButtons(item, onDone) {
   up.addEventListener("click", () => rate(1, up));
   down.addEventListener("click", () => rate(-1, down));
   return h("span", { class: "row", style: "gap:.3rem;align-items:center" }, up, down, status);
+}
+
+// Sources of a golden case typed by hand (document id, quote or [start, end) span, grade), edited in place:
+// the label page's "another source" and the golden set's case editor share it. `onChange` after each edit.
+export function sourcesEditor(list, onChange, id) {
+  const box = h("div", { id });
+  const draw = () => {
+    box.replaceChildren(
+      ...list.map((e, j) => {
+        const doc = h("input", { type: "text", value: e.doc_id || "", "aria-label": "Document id", placeholder: "document id" });
+        const quote = h("input", { type: "text", value: e.quote || "", "aria-label": "Quote", placeholder: "quote (optional)", class: "wide" });
+        const span = h("input", { type: "text", value: e.span ? `${e.span[0]}-${e.span[1]}` : "", "aria-label": "Span", placeholder: "start-end", size: 11 });
+        const grades = [...new Set([1, 2, 3, e.grade || 1])];
+        const grade = h("select", { "aria-label": "Grade" }, grades.map((v) => h("option", { value: v, selected: (e.grade || 1) === v }, v)));
+        const sync = () => {
+          const m = span.value.match(/^\s*(\d+)\s*[-–,]\s*(\d+)\s*$/);
+          Object.assign(e, { doc_id: doc.value.trim(), quote: quote.value, grade: Number(grade.value), span: m ? [Number(m[1]), Number(m[2])] : span.value.trim() || null });
+          onChange();
+        };
+        [doc, quote, span].forEach((x) => x.addEventListener("input", sync));
+        grade.addEventListener("change", sync);
+        const rm = h("button", { type: "button", class: "secondary", onclick: () => { list.splice(j, 1); onChange(); draw(); } }, "Remove");
+        return h("div", { class: "row card source" }, h("label", {}, "Document", doc), h("label", { style: "flex:1 1 14rem" }, "Quote", quote), h("label", {}, "Span", span), h("label", {}, "Grade", grade), rm);
+      }),
+    );
+  };
+  draw();
+  box.redraw = draw;
+  return box;
+}
+
+// A typed source as the golden set has it: a quote if one is given, else a span if one is; a span that is no
+// [start, end] goes as typed, for the loader to name.
+export function sourceOut(e) {
+  const x = { doc_id: e.doc_id, grade: e.grade || 1 };
+  if (e.quote !== "" && e.quote != null) x.quote = e.quote;
+  else if (e.span != null && e.span !== "") x.span = e.span;
+  return x;
 }
 
 export function signalBadges(item) {

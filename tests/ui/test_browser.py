@@ -1,8 +1,10 @@
 """The web UI in a real browser: Playwright driving Debian's Chromium (never a downloaded one) against a real
 uvicorn server, through the label flow end to end: sign in with a key -> ask (the query is logged) -> rate it
--> label it (an invalid edit is refused inline and nothing is lost) -> audit the new golden set -> see the
-case. Every request the page makes must stay on this server (no CDN). Screenshots are checked (non-blank, key
-elements visible); set RAG_SCREENSHOT_DIR (e.g. guides/img) to keep small copies for the README."""
+-> label it (an invalid edit is refused inline and nothing is lost; a thumbs-down's answer is not offered as
+the reference; the document its feedback named is not listed twice) -> audit the new golden set -> see the
+case -> edit it, delete it and undo the delete on the golden set page. Every request the page makes must stay
+on this server (no CDN). Screenshots are checked (non-blank, key elements visible); set RAG_SCREENSHOT_DIR (e.g.
+guides/img) to keep small copies for the README."""
 
 from __future__ import annotations
 
@@ -119,6 +121,11 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
     page.wait_for_selector("#ask-result button[aria-label='Thumbs down'][aria-pressed=true]")
     page.wait_for_selector(f"#queries tr[data-query-id='{query_id}']")
     assert page.locator(f"tr[data-query-id='{other['query_id']}']").count() == 0  # scoped to the key
+    # The key's one vote, replaced (still thumbs-down), now naming the document that answers it.
+    docs_key = {"X-API-Key": "docs-key"}
+    vote = {"query_id": query_id, "rating": -1, "correct_doc_id": "docs/ingesting.md"}
+    r = live.http.post("/v1/feedback", json=vote, headers=docs_key)
+    assert r.status_code == 200 and r.json()["previous_rating"] == -1
     page.screenshot(path=str(tmp_path / "querylog.png"))
 
     # It is the first candidate to label (a thumbs-down), then label it.
@@ -130,8 +137,14 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
     first.locator("a.button").click()
     page.wait_for_selector("#label-form")
     assert page.input_value("#label-question") == QUESTION
+    # A thumbs-down's answer is not offered as the reference; the feedback's document is offered as a source;
+    # not labelled yet, so no notice.
+    assert page.input_value("#label-answer") == "" and not page.is_checked("#use-answer")
+    assert page.locator("#extra-sources input[aria-label='Document id']").input_value() == "docs/ingesting.md"
+    assert page.locator("#label-labelled").count() == 0
 
-    # Saving with nothing picked is refused inline.
+    # Saving with nothing picked (the feedback's suggestion removed too) is refused inline.
+    page.locator("#extra-sources button:has-text('Remove')").click()
     page.click("#label-save")
     page.wait_for_selector("#label-error [role=alert]")
     assert "unanswerable" in page.inner_text("#label-error")
@@ -167,18 +180,20 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
     assert page.input_value("#grade-1") == "3"
     page.screenshot(path=str(tmp_path / "label-error.png"))
     page.locator("#extra-sources button:has-text('Remove')").click()
-    page.fill("#label-answer", "The file fails alone, with a reason in the report; the rest of the job goes on.")
+    reference = "The file fails alone, with a reason in the report; the rest of the job goes on."
+    page.fill("#label-answer", reference)
+    assert page.is_checked("#use-answer")  # a reference typed is meant to be kept
     page.click("#label-save")
     page.wait_for_selector("#label-done .ok")
     case_id = f"q-{query_id[:12]}"
     assert case_id in page.inner_text("#label-done")
 
-    # On the server: appended to the collection's golden set, loadable by the audit's loader.
-    golden = live.settings.data_dir / "golden" / "docs.jsonl"
-    rows = [json.loads(line) for line in golden.read_text().splitlines()]
-    assert [r["id"] for r in rows] == [case_id]
+    # On the server: in the collection's golden set, loadable by the audit's loader.
+    listed = live.http.get("/v1/golden/docs", headers=docs_key).json()
+    rows = listed["rows"]
+    assert [r["id"] for r in rows] == [case_id] and listed["error"] is None
     assert rows[0]["expected"] == [{"doc_id": "docs/ingesting.md", "grade": 3, "quote": sentence}]
-    assert rows[0]["source"]["query_id"] == query_id
+    assert rows[0]["source"]["query_id"] == query_id and rows[0]["answer"] == reference
 
     # Audit the new golden set from the UI and watch it finish; the case is there.
     page.click("#audit-now")
@@ -216,6 +231,59 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
     assert "No verdict flipped" in page.inner_text("#comparison")
     page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
 
+    # Labelling it again: the page says which case labels it, before anything is saved.
+    page.goto(f"{live.url}/ui#/label/q/{query_id}")
+    page.wait_for_selector("#label-labelled")
+    assert case_id in page.inner_text("#label-labelled")
+    # Labelled anyway (another id): the feedback's document, offered again, is the picked passage's, so it is
+    # listed once (twice, with grades 3 and 1, the set would refuse the case).
+    assert page.locator("#extra-sources input[aria-label='Document id']").input_value() == "docs/ingesting.md"
+    page.click("h1")
+    page.keyboard.press("1")
+    page.select_option("#grade-1", "3")
+    page.fill("#label-id", "pdf-again")
+    page.click("#label-save")
+    page.wait_for_selector("#label-done .ok")
+    again = live.http.get("/v1/golden/docs/cases/pdf-again", headers=docs_key).json()["case"]
+    assert [(e["doc_id"], e["grade"]) for e in again["expected"]] == [("docs/ingesting.md", 3)]
+    assert "span" in again["expected"][0] and "answer" not in again
+
+    # The golden set page: the case listed; an edit refused inline (an unknown document), then saved.
+    page.click("nav a[data-page=golden]")
+    row = page.locator(f"#golden-cases tr[data-case-id='{case_id}']")
+    row.wait_for()
+    assert sentence in row.inner_text()
+    row.locator("a:has-text('Edit')").click()
+    page.wait_for_selector("#case-form")
+    assert page.input_value("#case-question-input") == QUESTION
+    doc_in = page.locator("#case-sources input[aria-label='Document id']")
+    doc_in.fill("docs/no-such-page.md")
+    page.click("#case-save")
+    page.wait_for_selector("#case-error [role=alert]:has-text('label_not_found')")
+    doc_in.fill("docs/ingesting.md")
+    page.select_option("#case-sources select[aria-label='Grade']", "2")
+    page.screenshot(path=str(tmp_path / "golden-edit.png"), full_page=True)
+    page.click("#case-save")
+    page.wait_for_selector("#golden-status .ok:has-text('Saved case')")
+    got = live.http.get(f"/v1/golden/docs/cases/{case_id}", headers=docs_key).json()
+    assert got["version"] == 2 and got["case"]["expected"] == [
+        {"doc_id": "docs/ingesting.md", "grade": 2, "quote": sentence}
+    ]
+    assert got["case"]["answer"] == reference
+
+    # Delete it: gone; the history has the delete; undo it from the history: the case is back, as edited.
+    page.locator(f"#golden-cases tr[data-case-id='{case_id}'] button.delete-case").click()
+    page.wait_for_selector("#golden-status .ok:has-text('Deleted case')")
+    page.wait_for_selector(f"#golden-cases tr[data-case-id='{case_id}']", state="detached")
+    assert live.http.get(f"/v1/golden/docs/cases/{case_id}", headers=docs_key).status_code == 404
+    assert page.locator("#golden-history tr[data-action]").first.get_attribute("data-action") == "delete"
+    page.locator("#golden-history tr[data-action='delete'] button.undo").click()
+    page.wait_for_selector(f"#golden-cases tr[data-case-id='{case_id}']")
+    page.wait_for_selector("#golden-history tr[data-action='delete']:has-text('undone by')")
+    back = live.http.get(f"/v1/golden/docs/cases/{case_id}", headers=docs_key).json()
+    assert back["case"] == got["case"]
+    page.screenshot(path=str(tmp_path / "golden.png"), full_page=True)
+
     # The logged query is now labelled and leaves the candidates.
     page.goto(f"{live.url}/ui#/candidates")
     page.wait_for_selector("main h1:has-text('To label')")
@@ -229,9 +297,9 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "phone.png"))
 
     assert_clean(foreign, errors)
-    for name in ("querylog", "label", "label-error", "audit", "case", "compare", "phone"):
+    for name in ("querylog", "label", "label-error", "audit", "case", "compare", "golden-edit", "golden", "phone"):
         check_screenshot(tmp_path / f"{name}.png")
-    for name in ("label", "audit", "case"):  # the README's pictures
+    for name in ("label", "audit", "case", "golden"):  # the README's pictures
         keep(tmp_path / f"{name}.png")
     page.close()
 
