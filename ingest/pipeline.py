@@ -23,11 +23,12 @@ from core.errors import ParseError
 from core.settings import Settings
 from core.sparse import Bm25Encoder
 from core.store import CollectionSpec, Store
+from ingest.avg_len import finish_pending, keep_true
 from ingest.chunking import Chunk, ChunkerSettings, chunk_text
 from ingest.documents import Document
 from ingest.identity import Owners, discover, same_owner, shown, sync_scope, views
 from ingest.isolation import IsolatedParser
-from ingest.points import index_key, point_ids
+from ingest.points import embed_text, index_key, point_ids
 from ingest.report import FileFailed, FileResult, FileStopped, IngestReport, Progress, Stop
 from ingest.writing import ChunkWriter, DocWork
 
@@ -41,29 +42,36 @@ class Ingestor:
         self.chunker = ChunkerSettings(settings.chunk_max_tokens, settings.chunk_overlap_tokens)
         self._set_bm25(self.bm25)
 
-    def _set_bm25(self, bm25: Bm25Encoder) -> None:
-        """Use this BM25 encoder: the collection spec and the point ids (which include the spec) follow it."""
+    def _set_bm25(self, bm25: Bm25Encoder, existing: CollectionSpec | None = None) -> None:
+        """Use this BM25 encoder: the collection spec and the point ids (which include the spec) follow it. An
+        existing collection's point ids keep the avg_len they were made with, if any (ingest/points.py)."""
         self.bm25 = bm25
+        pinned = self.settings.bm25_avg_len is not None or bool(existing and existing.bm25_stats.get("pinned"))
         self.spec = CollectionSpec(
             dense_dim=self.embedder.dim,
             embedding=self.embedder.fingerprint,
             chunker=self.chunker.fingerprint(),
             sparse=bm25.fingerprint,
+            ids_avg_len=existing.ids_avg_len if existing is not None else None,
+            bm25_stats={**(existing.bm25_stats if existing is not None else {}), "pinned": pinned},
         )
         self._index_key = index_key(self.spec)
         self.writer = ChunkWriter(self.store, self.embedder, bm25, self.settings.ingest_batch_chunks)
 
-    def _fit_avg_len(self, collection: str, files: list, parser: "IsolatedParser") -> dict:
-        """BM25's avg_len when the settings leave it unset: the collection's recorded one, or, for a new
-        collection, the average over the chunks of the first file that parses (at most 2,000 chunks). Returns
-        the files parsed for it ({path: documents}), so they are not parsed twice."""
-        if self.settings.bm25_avg_len is not None:
-            return {}
+    def _fit_avg_len(self, collection: str, files: list, parser: "IsolatedParser", report: IngestReport) -> dict:
+        """BM25's avg_len: the setting's when set; else the collection's recorded one (a re-encode a stopped job
+        left under way finished first), or, for a new collection, the average over the embedded texts of the
+        first file that parses (at most 2,000 chunks). Returns the files parsed for it ({path: documents}), so
+        they are not parsed twice."""
         existing = self.store.get_spec(collection)
         if existing is not None:
+            existing, n = finish_pending(self.store, collection, existing)
+            report.chunks_reencoded += n
             recorded = existing.sparse.get("avg_len")
-            if recorded is not None:
-                self._set_bm25(self.bm25.with_avg_len(recorded))
+            unset = self.settings.bm25_avg_len is None
+            self._set_bm25(self.bm25.with_avg_len(recorded) if unset and recorded is not None else self.bm25, existing)
+            return {}
+        if self.settings.bm25_avg_len is not None:
             return {}
         for path, source, skip in files:
             if skip:
@@ -74,7 +82,7 @@ class Ingestor:
                 continue  # it fails again, alone and with its reason, in the run
             texts = []
             for doc in docs:
-                texts.extend(c.text for c in chunk_text(doc.text, self.embedder, self.chunker))
+                texts.extend(embed_text(doc, c) for c in chunk_text(doc.text, self.embedder, self.chunker))
                 if len(texts) >= 2000:
                     break
             if texts:
@@ -104,12 +112,12 @@ class Ingestor:
         tick = progress or (lambda what, n: None)
         files = discover(paths)
         parser = IsolatedParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb)
+        report = IngestReport(collection)
         try:
-            parsed = self._fit_avg_len(collection, files, parser)
+            parsed = self._fit_avg_len(collection, files, parser, report)
             self.store.ensure_collection(collection, self.spec)
             state = self.store.index_state(collection)
             owners = Owners(state)
-            report = IngestReport(collection)
             tick("files_total", len(files))
             claimed: dict[str, tuple[str, Path]] = {}  # doc_id -> (source, file), in this job
             protected: set[str] = set()  # sources that failed: their stored documents stay
@@ -131,6 +139,8 @@ class Ingestor:
         if sync and not report.stopped:
             self._sync(collection, paths, state, claimed, protected, report)
         self.store.flush()
+        if not report.stopped:  # a stopped job leaves it to the next run
+            self._keep_avg_len(collection, report)
         report.points = self.store.count(collection)
         report.seconds = round(time.perf_counter() - t0, 3)
         return report
@@ -271,9 +281,21 @@ class Ingestor:
         ]
         self.writer.delete_docs(collection, gone, report)
 
+    def _keep_avg_len(self, collection: str, report: IngestReport) -> None:
+        """Record the collection's true BM25 statistics; re-encode its sparse vectors if avg_len drifted."""
+        spec, n = keep_true(self.store, collection, pinned=bool(self.spec.bm25_stats.get("pinned")))
+        report.chunks_reencoded += n
+        report.bm25_avg_len = spec.sparse["avg_len"]
+        if n:
+            self._set_bm25(self.bm25.with_avg_len(spec.sparse["avg_len"]), spec)
+
     def delete_documents(self, collection: str, doc_ids: list[str]) -> int:
-        """Delete documents by id. Returns how many chunks went."""
+        """Delete documents by id (BM25's avg_len follows, as after an ingest). Returns how many chunks went."""
         report = IngestReport(collection)
         self.writer.delete_docs(collection, doc_ids, report)
         self.store.flush()
+        existing = self.store.get_spec(collection)
+        if existing is not None:
+            self._set_bm25(self.bm25, existing)
+            self._keep_avg_len(collection, report)
         return report.chunks_deleted

@@ -29,6 +29,8 @@ class IngestReport:
     documents_deleted: int = 0
     chunks_embedded: int = 0
     chunks_deleted: int = 0
+    chunks_reencoded: int = 0  # sparse vectors rewritten because BM25's avg_len drifted (ingest/avg_len.py)
+    bm25_avg_len: float | None = None  # the collection's avg_len as the job left it
     points: int = 0
     seconds: float = 0.0
     stopped: str | None = None  # why the job stopped before its last file (cancelled, over a limit, shutdown)

@@ -11,7 +11,7 @@ from core.sparse import Bm25Encoder
 from core.store import PointData, Store
 from ingest.chunking import Chunk
 from ingest.documents import Document
-from ingest.points import embed_text, payload
+from ingest.points import BM25_LEN, embed_text, payload
 from ingest.report import FileFailed, FileStopped, IngestReport, Progress, Stop
 
 
@@ -67,7 +67,11 @@ class ChunkWriter:
         vectors = self.embedder.encode(texts)
         points = [
             PointData(
-                w.ids[i], vec, self.bm25.embed_document(text), payload(w.doc, w.chunks[i], w.ids[i], len(w.chunks))
+                w.ids[i],
+                vec,
+                self.bm25.embed_document(text),
+                # The chunk's BM25 length goes with it: the collection's average is kept from these (ingest/avg_len.py).
+                {**payload(w.doc, w.chunks[i], w.ids[i], len(w.chunks)), BM25_LEN: self.bm25.length(text)},
             )
             for (w, i), vec, text in zip(todo, vectors, texts)
         ]

@@ -11,7 +11,7 @@ Schema of every collection:
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Sequence
 
 from core.errors import CollectionMismatchError
@@ -29,12 +29,21 @@ Filters = dict[str, Any]
 
 @dataclass(frozen=True)
 class CollectionSpec:
-    """What a collection is built with. Ingesting with anything else is refused."""
+    """What a collection is built with. Ingesting with anything else is refused.
+
+    `sparse["avg_len"]` is BM25's average document length, which follows the collection as it grows unless a
+    setting pins it (ingest/avg_len.py). Two fields are state, not settings, so `differences` ignores them:
+    `ids_avg_len`, the avg_len the collection's point ids hash (None: they hash none; collections made before
+    avg_len could change keep the one their ids were made with), and `bm25_stats` (ingest/avg_len.py:
+    n_chunks, total_len, pinned, and pending_avg_len while a re-encode is under way).
+    """
 
     dense_dim: int
     embedding: dict
     chunker: dict
     sparse: dict
+    ids_avg_len: float | None = None
+    bm25_stats: dict = field(default_factory=dict, compare=False)
 
     def to_metadata(self) -> dict:
         return {
@@ -43,11 +52,23 @@ class CollectionSpec:
             "embedding": self.embedding,
             "chunker": self.chunker,
             "sparse": self.sparse,
+            # Never a null: a server's metadata may drop it, and its absence means a collection from before.
+            **({"ids_without_avg_len": True} if self.ids_avg_len is None else {"ids_avg_len": self.ids_avg_len}),
+            "bm25_stats": self.bm25_stats,
         }
 
     @classmethod
     def from_metadata(cls, meta: dict) -> "CollectionSpec":
-        return cls(meta["dense_dim"], meta["embedding"], meta["chunker"], meta["sparse"])
+        if meta.get("ids_without_avg_len") is True:
+            ids_avg_len = None
+        else:  # no ids_avg_len: metadata from before it, whose point ids hashed the avg_len recorded then (unchanged)
+            ids_avg_len = meta.get("ids_avg_len", meta["sparse"].get("avg_len"))
+        stats = meta.get("bm25_stats") or {}
+        return cls(meta["dense_dim"], meta["embedding"], meta["chunker"], meta["sparse"], ids_avg_len, stats)
+
+    def with_state(self, **changes) -> "CollectionSpec":
+        """This spec with other values of its fields (say a new sparse or bm25_stats)."""
+        return replace(self, **changes)
 
     def differences(self, other: "CollectionSpec") -> list[str]:
         """Human-readable list of settings that differ between two specs (empty when compatible)."""
@@ -131,6 +152,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def drop_collection(self, name: str) -> None: ...
 
+    @abc.abstractmethod
+    def set_spec(self, name: str, spec: CollectionSpec) -> None:
+        """Record another spec for an existing collection (its BM25 avg_len and statistics as they change),
+        durably before returning."""
+
     def ensure_collection(self, name: str, spec: CollectionSpec) -> bool:
         """Create the collection if missing; return True when created.
 
@@ -152,6 +178,11 @@ class Store(abc.ABC):
     # -- points --------------------------------------------------------------------------------
     @abc.abstractmethod
     def upsert(self, name: str, points: Sequence[PointData]) -> None: ...
+
+    @abc.abstractmethod
+    def update_sparse(self, name: str, points: Sequence[tuple[str, SparseVec, dict]]) -> None:
+        """Replace the sparse vector of each (id, sparse vector, payload fields) and set those payload fields;
+        the dense vector and the rest of the payload stay. Points that do not exist are skipped."""
 
     @abc.abstractmethod
     def delete_points(self, name: str, ids: Sequence[str]) -> None: ...

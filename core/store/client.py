@@ -6,6 +6,7 @@ congruence suite runs against a real server when one is configured.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -105,6 +106,11 @@ class QdrantClientStore(Store):
             for fld in INDEXED_FIELDS:
                 self.client.create_payload_index(name, fld, models.PayloadSchemaType.KEYWORD, wait=True)
 
+    def set_spec(self, name: str, spec: CollectionSpec) -> None:
+        if self._spec(name) is None:
+            raise CollectionNotFoundError(f"no collection named {name!r}")
+        self.client.update_collection(name, metadata=spec.to_metadata())
+
     def drop_collection(self, name: str) -> None:
         self.client.delete_collection(name)
 
@@ -122,6 +128,21 @@ class QdrantClientStore(Store):
                 for p in points[i : i + UPSERT_BATCH]
             ]
             self.client.upsert(name, batch, wait=True)
+
+    def update_sparse(self, name: str, points: Sequence[tuple[str, SparseVec, dict]]) -> None:
+        for i in range(0, len(points), UPSERT_BATCH):
+            batch = points[i : i + UPSERT_BATCH]
+            there = {str(r.id) for r in self.client.retrieve(name, [p[0] for p in batch], with_payload=False)}
+            batch = [p for p in batch if p[0] in there]  # a missing id fails the whole request
+            if not batch:
+                continue
+            vectors = [models.PointVectors(id=pid, vector={SPARSE: _sparse(v)}) for pid, v, _ in batch]
+            self.client.update_vectors(name, vectors, wait=True)
+            groups: dict[str, list[str]] = {}
+            for pid, _, payload in batch:  # one request per distinct payload, not per point
+                groups.setdefault(json.dumps(payload, sort_keys=True), []).append(pid)
+            for payload, ids in groups.items():
+                self.client.set_payload(name, json.loads(payload), points=ids, wait=True)
 
     def delete_points(self, name: str, ids: Sequence[str]) -> None:
         if ids:

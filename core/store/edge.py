@@ -58,6 +58,14 @@ def _sparse(v: SparseVec) -> qe.SparseVector:
     return qe.SparseVector(indices=list(v.indices), values=list(v.values))
 
 
+def _by_payload(points: Sequence[tuple[str, SparseVec, dict]]) -> dict[str, list[str]]:
+    """Point ids grouped by the payload fields to set on them (as sorted JSON)."""
+    groups: dict[str, list[str]] = {}
+    for pid, _, payload in points:
+        groups.setdefault(json.dumps(payload, sort_keys=True), []).append(pid)
+    return groups
+
+
 def _write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
@@ -133,6 +141,11 @@ class EdgeStore(Store):
             self._shards[name] = shard
             return shard
 
+    def set_spec(self, name: str, spec: CollectionSpec) -> None:
+        if self.get_spec(name) is None:
+            raise CollectionNotFoundError(f"no collection named {name!r}")
+        _write_json_atomic(self._dir(name) / "collection.json", spec.to_metadata())
+
     def drop_collection(self, name: str) -> None:
         with self._guard:
             shard = self._shards.pop(name, None)
@@ -148,6 +161,20 @@ class EdgeStore(Store):
             qe.Point(p.id, {DENSE: [float(x) for x in p.dense], SPARSE: _sparse(p.sparse)}, p.payload) for p in points
         ]
         self._shard(name).update(qe.UpdateOperation.upsert_points(ops))
+
+    def update_sparse(self, name: str, points: Sequence[tuple[str, SparseVec, dict]]) -> None:
+        if not points:
+            return
+        shard = self._shard(name)
+        there = {h.id for h in self.get_points(name, [pid for pid, _, _ in points], [])}  # a missing id fails it all
+        points = [p for p in points if p[0] in there]
+        if not points:
+            return
+        shard.update(
+            qe.UpdateOperation.update_vectors([qe.PointVectors(pid, {SPARSE: _sparse(v)}) for pid, v, _ in points])
+        )
+        for payload, ids in _by_payload(points).items():  # one operation per distinct payload, not per point
+            shard.update(qe.UpdateOperation.set_payload(ids, json.loads(payload)))
 
     def delete_points(self, name: str, ids: Sequence[str]) -> None:
         if ids:

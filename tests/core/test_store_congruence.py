@@ -16,6 +16,7 @@ from core.errors import CollectionMismatchError
 from core.sparse import Bm25Encoder
 from core.store.client import QdrantClientStore
 from core.store.edge import EdgeStore
+from ingest.avg_len import reencode
 from ingest.pipeline import Ingestor
 from tests.conftest import SCIFACT, scifact_docs, write_corpus
 
@@ -115,6 +116,26 @@ def test_mismatched_settings_refused(stores, backend):
     other = type(spec)(spec.dense_dim, {**spec.embedding, "model": "another-model"}, spec.chunker, spec.sparse)
     with pytest.raises(CollectionMismatchError, match="embedding.model"):
         store.ensure_collection(name, other)
+
+
+def test_sparse_reencode_alike(stores, embedder):
+    """BM25's avg_len changed in place (ingest/avg_len.py: set_spec, update_sparse): the same on every backend."""
+    ref, ref_name = stores["edge"]
+    before = _run(ref, ref_name, embedder, QUERIES[3], "sparse")
+    for store, name in stores.values():
+        spec, n = reencode(store, name, store.get_spec(name), 140.0)
+        assert n == store.count(name) and store.get_spec(name).sparse["avg_len"] == 140.0
+        assert "pending_avg_len" not in store.get_spec(name).bm25_stats
+    after = _run(ref, ref_name, embedder, QUERIES[3], "sparse")
+    assert [s for _, _, s in after] != pytest.approx([s for _, _, s in before])
+    for store, name in stores.values():
+        assert store.get_spec(name) == ref.get_spec(ref_name)
+        assert store.get_spec(name).bm25_stats == ref.get_spec(ref_name).bm25_stats
+        for q in QUERIES:
+            a, b = _run(store, name, embedder, q, "sparse"), _run(ref, ref_name, embedder, q, "sparse")
+            assert [x[:2] for x in a] == [x[:2] for x in b] and [x[2] for x in a] == pytest.approx([x[2] for x in b])
+        lengths = {h.id: h.payload["bm25_len"] for h in store.scroll(name, ["bm25_len"])}
+        assert lengths == {h.id: h.payload["bm25_len"] for h in ref.scroll(ref_name, ["bm25_len"])}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
