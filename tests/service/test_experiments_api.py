@@ -28,7 +28,8 @@ BASELINE = {"toml": 'name = "baseline"\n'}
 
 @pytest.fixture(scope="module")
 def server(base_settings):
-    live = LiveServer(base_settings.model_copy(update={"api_keys": KEYS}))
+    # One job worker, so a second experiment of a key waits (with the default several, it would start too).
+    live = LiveServer(base_settings.model_copy(update={"api_keys": KEYS, "job_workers": 1}))
     yield live
     live.stop()
 
@@ -148,7 +149,7 @@ def test_cancel_a_running_and_a_queued_experiment(server):
     many = [{"id": f"q{i}", "question": f"What happens to corrupt file number {i}?"} for i in range(100)]
     body = {"cases": many, "variants": [BASELINE, {"name": "dense", "retrieval": {"mode": "dense"}}], "ks": [1, 5]}
     first = post(server, body).json()
-    second = post(server, body).json()  # one experiment worker: this one waits
+    second = post(server, body).json()  # one job worker: this one waits
     r = server.http.post(f"/v1/jobs/{second['id']}/cancel", headers=headers("docs-key"))
     assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
     deadline = time.monotonic() + 120
