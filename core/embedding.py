@@ -9,8 +9,9 @@ pooling and the normalisation exactly as the model's own config sets them. The e
 `data_dir/onnx/<model>-<key>/` (or `onnx_cache_dir`), `key` a SHA-256 of the model folder's files and of the
 export recipe: a second load reads it back, a changed model or recipe exports anew. Text is tokenized by the model's own
 tokenizer with sentence-transformers' settings (padding to the batch's longest, truncation at
-max_seq_length) and batched as sentence-transformers batches (longest texts first, `embedding_batch_size`
-at a time), so the padding, and thus the vectors, match. `embedding_onnx_int8` adds a dynamically quantized
+max_seq_length), longest texts first, `embedding_batch_size` at a time, but a batch only takes texts of at
+least PAD_FILL of its longest one's tokens (`length_batches`): padding is masked out of the pooling, so the
+vectors match torch's (the congruence test) while short sentences no longer pay for a long one's padding. `embedding_onnx_int8` adds a dynamically quantized
 (int8 weights) copy of the export, opt-in: its vectors are close to, not equal to, the fp32 ones.
 
 Concurrency: every `encode` of an `Embedder` runs on that embedder's own model thread(s) (`_Batcher`). Calls
@@ -48,6 +49,7 @@ from core.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
 log = logging.getLogger(__name__)
 
+PAD_FILL = 0.8  # a batch's shortest text holds at least this share of its longest one's tokens (length_batches)
 QUERY_CACHE_SIZE = 1024  # questions whose vectors an embedder keeps (384 floats each: 1.5 MB)
 
 # Part of the export cache key: bump it when the export below changes, and old exports are ignored.
@@ -370,6 +372,21 @@ def ensure_onnx_export(settings: Settings, int8: bool = False) -> tuple[Path, di
 # --- the embedder -------------------------------------------------------------------------------------------
 
 
+def length_batches(lengths: Sequence[int], batch_size: int, fill: float = PAD_FILL) -> list[list[int]]:
+    """Indexes of texts cut into model batches, longest first: a batch takes at most `batch_size` texts and
+    only texts at least `fill` of its longest one's token count, so padding wastes at most 1 - `fill` of a
+    batch's tokens. sentence-transformers pads every batch of `batch_size` to its longest: on the example
+    docs' sentences (36 tokens mean, 165 max) 8 at a time cost 133 ms of CPU against 90 ms one by one."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and lengths[i] >= fill * lengths[batches[-1][0]]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 class Embedder:
     """An embedding model plus its tokenizer, which the chunker uses to count tokens."""
 
@@ -467,20 +484,14 @@ class Embedder:
             ).astype(np.float32, copy=False)
 
     def _encode_onnx(self, texts: list[str]) -> np.ndarray:
-        # Batches as sentence-transformers makes them (longest first, batch_size at a time): the same padding.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        # Tokenized once (truncated as sentence-transformers truncates), then padded batch by batch.
+        with self._lock:
+            enc = self.tokenizer(texts, truncation="longest_first", max_length=self.max_seq_length)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in length_batches([len(x) for x in enc["input_ids"]], self.batch_size):
             with self._lock:
-                enc = self.tokenizer(
-                    [texts[i] for i in idx],
-                    padding=True,
-                    truncation="longest_first",
-                    max_length=self.max_seq_length,
-                    return_tensors="np",
-                )
-            feeds = {n: np.asarray(enc[n], dtype=np.int64) for n in self._inputs}
+                batch = self.tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="np")
+            feeds = {n: np.asarray(batch[n], dtype=np.int64) for n in self._inputs}
             out[idx] = self.session.run(None, feeds)[0]
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)  # as normalize_embeddings=True
         return out
@@ -574,6 +585,7 @@ __all__ = [
     "available_cores",
     "ensure_onnx_export",
     "get_embedder",
+    "length_batches",
     "model_content_hash",
     "onnx_workers_for",
     "resolve_model_path",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import core.embedding as emb
-from core.embedding import Embedder, ensure_onnx_export, model_content_hash, onnx_export_dir
+from core.embedding import Embedder, ensure_onnx_export, length_batches, model_content_hash, onnx_export_dir
 from core.settings import Settings
 from tests.conftest import ROOT, ingest_kb, scifact_docs
 
@@ -156,3 +156,14 @@ def test_settings_env(monkeypatch):
     with pytest.raises(ValueError):
         Settings(_env_file=None)
     assert Settings.model_fields["embedding_backend"].default == "onnx"
+
+
+def test_length_batches_bound_the_padding():
+    lengths = [10, 100, 95, 12, 50, 81, 11, 99]
+    batches = length_batches(lengths, batch_size=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every text once
+    assert batches[0] == [1, 7, 2]  # longest first, at most batch_size
+    for b in batches:
+        assert len(b) <= 3 and min(lengths[i] for i in b) >= 0.8 * max(lengths[i] for i in b)
+    # Padded to each batch's longest: 467 tokens for 458 real ones; plain longest-first batches of 3 pad to 565.
+    assert sum(len(b) * lengths[b[0]] for b in batches) == 467
