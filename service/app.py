@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -21,6 +20,7 @@ from service.jobs.context import scrub
 from service.routes import audits, chat, documents, experiments, feedback, golden, query, ui
 from service.schemas.common import Health
 from service.state import ServiceState
+from service.timing import Timing
 
 log = logging.getLogger("rag.service")
 
@@ -83,23 +83,8 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
 
-    @app.middleware("http")
-    async def timing(request: Request, call_next):
-        t0 = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:
-            # Caught here rather than by an exception handler, so the connection stays usable.
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            _count(request, "internal_error")
-            return _error(500, "internal_error", "internal error; the service log has the details")
-        state = getattr(request.app.state, "rag", None)
-        route = request.scope.get("route")
-        if state is not None and route is not None:
-            state.metrics.requests.labels(route.path, request.method).observe((time.perf_counter() - t0) * 1000)
-            if response.status_code < 400:
-                state.metrics.outcomes.labels(route.path, "ok").inc()
-        return response
+    # Innermost of the middlewares: latency and outcome per route; an unhandled error becomes a 500 JSON body.
+    app.add_middleware(Timing)
 
     # Outside everything else: API key, rate limits and body size are decided before any body byte is read.
     app.add_middleware(Guard, settings=settings)
