@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.support import EXIT_BELOW_GATE, EXIT_ERROR, err, errors, open_engine, out, parse_ks, settings_for
+from cli.support import (
+    EXIT_BELOW_GATE,
+    EXIT_ERROR,
+    err,
+    errors,
+    locked_message,
+    open_engine,
+    out,
+    parse_ks,
+    settings_for,
+)
 from core.settings import Settings
 from diagnostics.metrics import DEFAULT_KS
 
@@ -119,7 +130,9 @@ def _parse_gates(gates: list[str], ks: list[int] | None = None) -> dict[str, flo
 
 
 def audit(
-    golden: Path = typer.Argument(..., help="Golden set JSONL."),
+    golden: Optional[Path] = typer.Argument(
+        None, help="Golden set JSONL. With --submit it may be left out: the server's golden set of the collection."
+    ),
     collection: Optional[str] = typer.Option(None, "--collection", "-c"),
     k: str = typer.Option(",".join(map(str, DEFAULT_KS)), "--k", help="Cut-offs for the metrics."),
     generate: bool = typer.Option(False, "--generate", help="Also generate and judge the answers."),
@@ -144,20 +157,29 @@ def audit(
     rerank: Optional[bool] = typer.Option(
         None, "--rerank/--no-rerank", help="Audit with the reranker (RAG_RERANK_MODEL) on or off; default: settings."
     ),
+    submit: Optional[str] = typer.Option(
+        None,
+        "--submit",
+        metavar="URL",
+        help="Run the audit on a running service (which owns the store) as a job: POST /v1/audits, wait for it, "
+        "write the same reports here and exit with the same codes.",
+    ),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="RAG_API_KEY", help="API key for --submit."),
 ) -> None:
     """Audit retrieval (and with --generate, the answers) against a golden set; write the reports."""
-    from diagnostics.audit.compare import compare
     from diagnostics.audit.golden import load_golden
     from diagnostics.audit.ingest_records import load_ingest_records
-    from diagnostics.audit.report import write_reports
-    from diagnostics.audit.run import GOOD, Auditor
+    from diagnostics.audit.run import Auditor
     from diagnostics.judges.factory import make_judge
 
+    if golden is None and not submit:
+        err.print("[bold red]error[/]: GOLDEN is needed (a golden set JSONL); only --submit may audit the server's set")
+        raise typer.Exit(EXIT_ERROR)
     settings = settings_for(collection)
     ks = parse_ks(k)
     gates = _parse_gates(fail_under, ks)
     with errors():
-        gold = load_golden(golden)
+        gold = load_golden(golden) if golden is not None else None
         base = json.loads(baseline.read_text()) if baseline else None
         corpus_ids = _corpus_ids(corpus, settings) if corpus else None
         try:
@@ -165,6 +187,31 @@ def audit(
         except ValueError as exc:
             err.print(f"[bold red]error[/]: {exc}")
             raise typer.Exit(EXIT_ERROR) from None
+    if submit:
+        body = {"ks": ks, "generate": generate, "judge": judge, "rerank": rerank}
+        if collection:
+            body["collection"] = collection
+        if golden is not None:  # the rows as the file has them: the server validates them with the same loader
+            lines = golden.read_text(encoding="utf-8").splitlines()
+            body["cases"] = [json.loads(line) for line in lines if line.strip()]
+        if corpus_ids is not None:
+            body["corpus"] = sorted(corpus_ids)
+        if records:
+            body["ingest_reports"] = records
+        with errors():
+            report = submit_audit(submit, api_key, body)
+        _finish(report, base, out_dir, gates)
+        return
+    # The same audit through the running service, for the store_locked message: what to paste instead.
+    args = [str(golden)] + (["-c", collection] if collection else []) + (["--k", k] if ks != list(DEFAULT_KS) else [])
+    args += ["--generate"] * generate + ["--judge"] * judge
+    args += [] if rerank is None else ["--rerank" if rerank else "--no-rerank"]
+    args += [] if out_dir == Path("audit") else ["--out", str(out_dir)]
+    args += ["--baseline", str(baseline)] if baseline else []
+    args += [a for g in fail_under for a in ("--fail-under", g)]
+    args += [a for c in corpus for a in ("--corpus", str(c))]
+    args += [a for r in ingest_report for a in ("--ingest-report", str(r))]
+    with errors(locked=lambda exc: locked_message(exc, "audit", args, settings)):
         with open_engine(settings) as engine:
             params = engine.params(rerank=rerank)
             scorer = make_judge(settings, engine.embedder, engine.bm25) if generate else None
@@ -186,6 +233,16 @@ def audit(
                     progress=lambda n: bar.advance(task, n),
                     ingest_records=records,
                 )
+    _finish(report, base, out_dir, gates)
+
+
+def _finish(report: dict, base: dict | None, out_dir: Path, gates: dict[str, float]) -> None:
+    """The reports written, the summary and the failing cases printed, and the gate (exit 3 below it): the same
+    for an audit run here and one run on the service (--submit)."""
+    from diagnostics.audit.compare import compare
+    from diagnostics.audit.report import write_reports
+    from diagnostics.audit.run import GOOD
+
     if base:
         report["comparison"] = compare(report, base)
     paths = write_reports(report, out_dir)
@@ -216,6 +273,65 @@ def audit(
             "[bold red]below the gate[/]: " + "; ".join(f if " < " in f else f"{f} (no such metric)" for f in failed)
         )
         raise typer.Exit(EXIT_BELOW_GATE)
+
+
+def submit_audit(url: str, api_key: Optional[str], body: dict, poll_s: float = 0.5) -> dict:
+    """POST /v1/audits, then poll the job (a progress bar on a terminal, a line per change elsewhere) until it
+    ends; returns its report. Raises StoreError (unreachable service, refused request, a job that did not
+    succeed). Ctrl-C cancels the job on the service."""
+    import time
+
+    import httpx
+
+    from core.errors import StoreError
+
+    def refused(r: httpx.Response) -> StoreError:
+        try:
+            e = r.json()["error"]
+            return StoreError(f"the service refused the audit ({r.status_code} {e['code']}): {e['message']}")
+        except (ValueError, KeyError, TypeError):
+            return StoreError(f"the service refused the audit ({r.status_code}): {r.text[:500]}")
+
+    headers = {"X-API-Key": api_key} if api_key else {}
+    base = url.rstrip("/")
+    with httpx.Client(base_url=base, headers=headers, timeout=120) as http:
+        try:
+            r = http.post("/v1/audits", json=body)
+        except httpx.TransportError as exc:
+            raise StoreError(f"cannot reach the service at {base}: {exc}") from None
+        if r.status_code != 202:
+            raise refused(r)
+        job = r.json()
+        err.print(f"audit {job['id']} {job['status']} on {base} ({job['progress'].get('total', '?')} cases)")
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        seen = None
+        try:
+            with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+                task = bar.add_task("cases", total=job["progress"].get("total"))
+                while True:
+                    progress = job.get("progress") or {}
+                    bar.update(task, completed=progress.get("cases", 0), description=job["status"])
+                    if not err.is_terminal and (job["status"], progress.get("cases")) != seen:
+                        seen = (job["status"], progress.get("cases"))
+                        print(f"progress status={seen[0]} cases={seen[1]}/{progress.get('total')}", file=sys.stderr)
+                    if job["status"] not in ("queued", "running"):
+                        break
+                    time.sleep(poll_s)
+                    try:
+                        r = http.get(f"/v1/audits/{job['id']}")
+                    except httpx.TransportError as exc:
+                        raise StoreError(f"lost the service at {base} while audit {job['id']} ran: {exc}") from None
+                    if r.status_code != 200:
+                        raise refused(r)
+                    job = r.json()
+        except KeyboardInterrupt:
+            http.post(f"/v1/jobs/{job['id']}/cancel")
+            err.print(f"cancelled audit {job['id']} on {base}")
+            raise typer.Exit(130) from None
+    if job["status"] != "succeeded" or not job.get("report"):
+        why = job.get("error") or job.get("reason") or "no report"
+        raise StoreError(f"audit {job['id']} on {base} ended {job['status']}: {why}")
+    return job["report"]
 
 
 def _corpus_ids(paths: list[Path], settings: Settings) -> set[str]:

@@ -17,7 +17,7 @@ from cli.candidates import golden_candidates
 from cli.experiment import experiment
 from cli.export import export_app, tune_embeddings
 from cli.judge import judge_app
-from cli.support import EXIT_ERROR, EXIT_FILES_FAILED, err, out
+from cli.support import EXIT_ERROR, EXIT_FILES_FAILED, err, locked_message, out
 from cli.support import errors as _errors
 from cli.support import settings_for as _settings
 from core.settings import Settings
@@ -34,7 +34,7 @@ def ingest(
     submit: Optional[str] = typer.Option(
         None, "--submit", metavar="URL", help="Send the files to a running service (which owns the store) as a job."
     ),
-    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key for --submit."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="RAG_API_KEY", help="API key for --submit."),
 ) -> None:
     """Parse, chunk, embed and upsert documents. Unchanged documents cost nothing; failed files are listed."""
     from core.embedding import get_embedder
@@ -57,7 +57,9 @@ def ingest(
                     out.print(f"  [red]failed[/] {f['path']}: {f['reason']}")
         failed = report["status"] != "succeeded" or (report.get("report") or {}).get("summary", {}).get("failed")
         raise typer.Exit(EXIT_FILES_FAILED if failed else 0)
-    with _errors():
+    # When the service owns the store: the same ingest sent to it, ready to paste (--sync needs the store itself).
+    args = [str(p) for p in paths] + (["-c", collection] if collection else []) + ["--json"] * as_json
+    with _errors(locked=None if sync else lambda exc: locked_message(exc, "ingest", args, settings)):
         store = open_store(settings)
         with store:
             embedder = get_embedder(settings)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
 
-from core.errors import RagError
+from core.errors import RagError, StoreLockedError
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -23,10 +24,14 @@ EXIT_BELOW_GATE = 3
 
 
 @contextmanager
-def errors() -> Iterator[None]:
-    """Turn a RagError into one clear line on stderr and exit status 2."""
+def errors(locked: Optional[Callable[[StoreLockedError], str]] = None) -> Iterator[None]:
+    """Turn a RagError into one clear line on stderr and exit status 2; `locked` words a store_locked error for
+    the command that met it (see locked_message)."""
     try:
         yield
+    except StoreLockedError as exc:
+        err.print(f"[bold red]error[/] ({exc.code}): " + (locked(exc) if locked else str(exc)), markup=locked is None)
+        raise typer.Exit(EXIT_ERROR) from None
     except RagError as exc:
         err.print(f"[bold red]error[/] ({exc.code}): {exc}")
         raise typer.Exit(EXIT_ERROR) from None
@@ -44,6 +49,21 @@ def open_engine(settings: Settings) -> Iterator[Engine]:
         yield engine
     finally:
         engine.close()
+
+
+def locked_message(exc: StoreLockedError, command: str, args: list[str], settings: Settings) -> str:
+    """A store_locked error as the command that met it should say it: the command run, who holds the store, and
+    the same command sent to the running service, ready to paste (at RAG_HOST/RAG_PORT, where `rag serve`
+    listens by default)."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = f"http://{host}:{settings.port}"
+    run = shlex.join(["rag", command, *args])
+    paste = shlex.join(["rag", command, "--submit", url, *args])
+    return (
+        f"`{run}` cannot open the store: {exc.detail}.\nIf that process is `rag serve`, run the same {command} "
+        f"through it (add --api-key KEY, or set RAG_API_KEY, when the service asks for one):\n  {paste}\n"
+        "or stop that process, or point RAG_DATA_DIR elsewhere."
+    )
 
 
 def parse_ks(k: str) -> list[int]:

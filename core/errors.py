@@ -19,8 +19,15 @@ class ConfigError(RagError):
 
 
 class StoreLockedError(RagError):
+    """`detail` says which store and who holds it, without advice: a command that knows what it was asked to do
+    (`rag audit`) words the way round it itself."""
+
     code = "store_locked"
     http_status = 503
+
+    def __init__(self, message: str, detail: str | None = None):
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class Unauthorized(RagError):

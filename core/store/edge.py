@@ -85,10 +85,11 @@ class EdgeStore(Store):
             self._lock.acquire(timeout=0)
         except Timeout:
             owner = (self.root / "owner").read_text().strip() if (self.root / "owner").exists() else "unknown"
+            detail = f"the embedded store at {self.root} is in use by another process ({owner})"
             raise StoreLockedError(
-                f"the embedded store at {self.root} is in use by another process ({owner}). Stop it, or if it "
-                "is the service, send the job to it with `rag ingest --submit http://HOST:PORT ...`, or point "
-                "RAG_DATA_DIR elsewhere."
+                f"{detail}. Stop it, or if it is the service, send the job to it with `rag ingest --submit "
+                "http://HOST:PORT ...`, or point RAG_DATA_DIR elsewhere.",
+                detail,
             ) from None
         (self.root / "owner").write_text(f"pid {os.getpid()}")
         self._shards: dict[str, qe.EdgeShard] = {}
