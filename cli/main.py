@@ -220,6 +220,7 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+    from service.serving import protocol_for
     from service.state import ServiceState
 
     settings = Settings()
@@ -248,6 +249,7 @@ def serve(
         forwarded_allow_ips=settings.forwarded_allow_ips or "",
         limit_concurrency=settings.limit_concurrency,
         timeout_keep_alive=settings.timeout_keep_alive_s,
+        http=protocol_for(settings),  # request heads and bodies of slow clients are timed out (service/serving.py)
     )
 
 

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     ingest_batch_chunks: int = Field(
         128, gt=0, description="Chunks embedded and written per batch; a stopped job finishes its batch first."
     )
+    ingest_min_free_mb: float = Field(
+        64.0,
+        ge=0,
+        description="An ingest into the embedded store stops with `disk_full` before a write that would leave less "
+        "free space than this in the data dir (its memory-mapped files would otherwise die of SIGBUS); 0 = no check.",
+    )
     max_file_mb: float = Field(50.0, gt=0)
     parse_timeout_s: float = Field(120.0, gt=0, description="Per-file parse time limit (parsing runs in a worker).")
     parse_memory_mb: int = Field(4096, gt=256, description="Address-space limit of the parser worker.")
@@ -226,7 +232,13 @@ class Settings(BaseSettings):
         1.0, gt=0, description="Largest request body other than an upload; checked before the body is read."
     )
     max_audit_body_mb: float = Field(
-        32.0, gt=0, description="Largest body of POST /v1/audits and /v1/ui/audit-view (golden sets, reports)."
+        32.0, gt=0, description="Largest body of POST /v1/audits and /v1/experiments (golden sets, corpus ids)."
+    )
+    max_audit_view_mb: float = Field(
+        2.0,
+        gt=0,
+        description="Largest body of POST /v1/ui/audit-view: a report and its baseline (a 50-case audit's full "
+        "report with its baseline is 0.43 MB, the UI's trimmed 1000-case pair 1.2 MB).",
     )
     auth_failures_per_minute: int | None = Field(
         30, gt=0, description="Failed authentications per minute per client address, then 429; unset = no limit."
@@ -246,6 +258,12 @@ class Settings(BaseSettings):
         200, gt=0, description="Connections and requests at once before uvicorn answers 503; unset = no limit."
     )
     timeout_keep_alive_s: int = Field(5, gt=0, description="Idle keep-alive connections are closed after this.")
+    client_header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection's request line and headers must arrive within this (slow clients)."
+    )
+    client_body_timeout_s: float = Field(
+        30.0, gt=0, description="A request body that sends nothing for this long is cut off (between two reads)."
+    )
 
     # Jobs and database (ingest jobs and audits: one job system, persisted in a database)
     database_url: SecretStr | None = Field(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,11 +22,13 @@ from service.jobs.context import scrub
 from service.routes import audits, chat, documents, experiments, feedback, golden, query, ui
 from service.schemas.common import Health
 from service.state import ServiceState
+from service.text import TextGuard
 from service.timing import Timing
 
 log = logging.getLogger("rag.service")
 
 
+TMP = Path(tempfile.gettempdir())
 _error = error_response  # {"error": {"code", "message"}}, rendered even with a lone surrogate in it
 
 
@@ -65,7 +69,10 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         _count(request, exc.code)
         details = getattr(exc, "details", None)
         extra = {"details": details} if details else {}
-        return _error(exc.http_status, exc.code, str(exc), headers=getattr(exc, "headers", None), **extra)
+        # No server path in any error (a golden set's temporary file, the data dir): below a known root the
+        # path relative to it, any other absolute path its last part.
+        message = scrub(str(exc), [settings.data_dir.absolute(), settings.data_dir.resolve(), TMP])
+        return _error(exc.http_status, exc.code, message, headers=getattr(exc, "headers", None), **extra)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -86,6 +93,8 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     # Innermost of the middlewares: latency and outcome per route; an unhandled error becomes a 500 JSON body.
     app.add_middleware(Timing)
 
+    # NUL and lone surrogates in query parameters and JSON bodies: 400 invalid_text before any route runs.
+    app.add_middleware(TextGuard)
     # Outside everything else: API key, rate limits and body size are decided before any body byte is read.
     app.add_middleware(Guard, settings=settings)
 

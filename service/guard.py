@@ -39,9 +39,8 @@ AUDIT_PATHS = (
     "/v1/audits/",
     "/v1/experiments",
     "/v1/experiments/",
-    "/v1/ui/audit-view",
-    "/v1/ui/audit-view/",
 )
+AUDIT_VIEW_PATHS = ("/v1/ui/audit-view", "/v1/ui/audit-view/")  # a report and its baseline: max_audit_view_mb
 MULTIPART_SLACK = 64 * 1024  # boundaries, and per file below: part headers with a long file name
 MULTIPART_SLACK_PER_FILE = 2 * 1024
 
@@ -91,6 +90,8 @@ class Guard:
             return self.upload_limit, True
         if scope["method"] == "POST" and scope["path"] in AUDIT_PATHS:
             return self.audit_limit, False
+        if scope["method"] == "POST" and scope["path"] in AUDIT_VIEW_PATHS:
+            return int(self.settings.max_audit_view_mb * 1e6), False
         return self.body_limit, False
 
     async def __call__(self, scope, receive, send) -> None:

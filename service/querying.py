@@ -17,8 +17,14 @@ from service.state import ServiceState
 log = logging.getLogger("rag.service")
 
 
+def drop_nul(text: str) -> str:
+    """Text without NUL characters: they carry no meaning in a question, and no database keeps them (the
+    question is answered and logged without them)."""
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
 def validate_question(state: ServiceState, question: str) -> str:
-    q = question.strip()
+    q = drop_nul(question).strip()
     try:
         q.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): no tokenizer or store takes it
@@ -46,7 +52,7 @@ def history_from(state: ServiceState, turns: list[Turn] | None) -> list[Turn] | 
             t.text.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidRequestError("invalid_text", "a history turn is not valid Unicode text") from None
-    return turns
+    return [Turn(t.role, drop_nul(t.text)) if "\x00" in t.text else t for t in turns]
 
 
 def rewrite_log(result: AnswerResult) -> dict:

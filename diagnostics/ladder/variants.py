@@ -237,6 +237,8 @@ def load_variant_text(text: str, where: str = "variant", default_name: str = "",
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise VariantError(f"{where}: not valid TOML ({exc})") from None
+    except RecursionError:  # arrays or tables nested a thousand deep: no variant is
+        raise VariantError(f"{where}: not valid TOML (nested too deeply)") from None
     return parse_variant(data, where, None, default_name=default_name, trusted=trusted)
 
 

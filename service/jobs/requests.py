@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import ConfigError, InvalidRequestError
 from core.settings import Settings
-from diagnostics.audit.golden import GoldenSet, load_golden
+from diagnostics.audit.golden import GoldenSet, GoldenSetError, load_golden
 from diagnostics.judges.factory import judge_card
 from diagnostics.ladder.analysis import DEFAULT_TABLE_METRICS
 from diagnostics.ladder.variants import Variant, VariantError, check_variants, load_variant_text, parse_variant
@@ -94,7 +94,10 @@ def golden_from_cases(cases: list[dict]) -> GoldenSet:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "golden.jsonl"
         path.write_text("\n".join(json.dumps(c) for c in cases))
-        return load_golden(path)
+        try:
+            return load_golden(path)
+        except GoldenSetError as exc:  # named as the request has them, never by the server's temporary file
+            raise GoldenSetError(str(exc).replace(f"{path}, line ", "case ").replace(str(path), "cases")) from None
 
 
 def check_cases(s: Settings, cases: list[dict], ks: list[int]) -> None:

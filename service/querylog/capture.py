@@ -5,6 +5,7 @@ database. `log_query` hands a service's answered query to it."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import re
@@ -54,6 +55,42 @@ def _top_docs(hits: list[tuple[str, str, float]], n: int = TOP_N) -> list[list]:
     return out
 
 
+def text_hash(text: str) -> str:
+    """A short hash of a context's text: the log keeps it instead of the text, which is read back from the store
+    (the same chunk id) when a query is shown, and marked `changed` when the store's text differs."""
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def logged_context(c) -> dict:
+    """A context as the log keeps it: where it lies and how each stage ranked it, not its text (the text was
+    ~70% of a row: 5 chunks of a few hundred to a few thousand characters each, all of them in the store)."""
+    out = asdict(c)
+    out["text_hash"] = text_hash(out.pop("text") or "")
+    out["score"] = round(float(out["score"]), 4)
+    out["stages"] = {k: {"rank": v["rank"], "score": round(float(v["score"]), 4)} for k, v in out["stages"].items()}
+    if out.get("source") == out.get("doc_id"):
+        del out["source"]  # the common case: read back as the doc id
+    return out
+
+
+def storable_text(value):
+    """`value` (a row, or any JSON value) as every database keeps it: strings without NUL (PostgreSQL refuses
+    it in text and JSONB) and with lone surrogates as U+FFFD, so the row is written rather than lost."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, dict):
+        return {storable_text(k): storable_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable_text(v) for v in value]
+    return value
+
+
 def build_row(query_id: str, result, params, route: str, settings: Settings, options: dict | None = None) -> dict:
     """The row for one answered query (an engine.answer.AnswerResult), redacted as the settings say."""
     emails, numbers = settings.query_log_redact_emails, settings.query_log_redact_numbers
@@ -76,7 +113,7 @@ def build_row(query_id: str, result, params, route: str, settings: Settings, opt
         "route": route,
         "question": question,
         "settings": {**asdict(params), **(options or {})},
-        "contexts": [asdict(c) for c in result.retrieval.contexts],
+        "contexts": [logged_context(c) for c in result.retrieval.contexts],
         "stage_tops": tops,
         "answer": answer,
         "citations": [asdict(c) for c in gen.citations] if gen else [],
@@ -169,7 +206,7 @@ class QueryWriter:
                 self._score(row, texts)
             except Exception:
                 log.exception("could not score query %s for the query log", row["id"])
-            rows.append(row)
+            rows.append(storable_text(row))
         try:
             groups: dict[tuple, list[dict]] = {}
             for row in rows:  # one executemany per set of columns (a scored row has more)

@@ -3,6 +3,7 @@ the filtered list, feedback and labels, and candidates to label (candidates.py).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable
 
@@ -13,8 +14,10 @@ from core.settings import Settings
 from service.db import Database
 from service.db.querylog import Feedback, QueryRecord
 from service.querylog.candidates import find_candidates
-from service.querylog.capture import QueryWriter, redact
+from service.querylog.capture import QueryWriter, redact, text_hash
 from service.querylog.rows import QueryNotFound, feedback_dict, ratings, row_dict, scope
+
+log = logging.getLogger("rag.querylog")
 
 UNSET = object()  # a feedback field the vote leaves as the voter's earlier vote had it
 
@@ -29,10 +32,37 @@ class QueryLog(QueryWriter):
 
             return FaithfulnessScorer(engine.retriever.embedder, engine.retriever.bm25)
 
-        return cls(settings, db, scorer)
+        out = cls(settings, db, scorer)
+        out.store = engine.store
+        return out
+
+    store = None  # where a shown query's context texts are read back from (the log keeps their hashes)
+
+    def with_texts(self, row: dict) -> dict:
+        """The row's contexts with their texts read back from the store by chunk id; `changed` where the store's
+        text is no longer the one the generator saw, `text` null where the chunk is gone. Rows logged before the
+        texts left the log keep theirs."""
+        missing = [c for c in row.get("contexts") or [] if "text" not in c]
+        if not missing:
+            return row
+        texts: dict = {}
+        if self.store is not None:
+            try:
+                hits = self.store.get_points(row["collection"], [c["chunk_id"] for c in missing], ["text", "source"])
+                texts = {str(h.id): h.payload for h in hits}
+            except Exception as exc:  # the store is down: the row without its texts, still
+                log.warning("could not read the context texts of query %s: %s", row.get("id"), exc)
+        for c in missing:
+            payload = texts.get(c["chunk_id"]) or {}
+            c["text"] = payload.get("text")
+            c.setdefault("source", payload.get("source", c.get("doc_id")))
+            c["changed"] = c["text"] is not None and text_hash(c["text"]) != c.get("text_hash")
+        return row
 
     # reads
     def _load(self, s, query_id: str) -> QueryRecord | None:
+        if "\x00" in query_id:  # no id holds one, and PostgreSQL refuses it in a query
+            return None
         return s.get(QueryRecord, query_id)
 
     def get(self, query_id: str, allowed: Callable[[str], bool] = lambda c: True) -> dict:
@@ -45,7 +75,7 @@ class QueryLog(QueryWriter):
             out = row_dict(r)
             fb = s.scalars(select(Feedback).where(Feedback.query_id == query_id).order_by(Feedback.id)).all()
             out["feedback"] = [feedback_dict(f) for f in fb]
-        return out
+        return self.with_texts(out)
 
     def list(
         self,

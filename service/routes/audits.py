@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from core.errors import InvalidRequestError
+from diagnostics.audit.ingest_records import failed_files
 from service.deps import AccessDep, OwnerDep, StateDep, scope, visible_job
 from service.errors import ERRORS
 from service.jobs.requests import AuditRequest, check_cases, golden_from_cases, require_judge
@@ -51,6 +52,19 @@ def start_audit(req: AuditOfSet, state: StateDep, access: AccessDep, owner: Owne
     golden = golden_from_cases(cases)
     state.engine.params(rerank=req.rerank)  # rerank_unavailable now, not in the job
     card = require_judge(s) if req.generate else None  # judge_unavailable now, not in the job
+    if req.judge and req.generate and not (s.judge_base_url or s.llm_base_url):  # the ragas judge, in the job
+        raise InvalidRequestError(
+            "judge_unavailable",
+            "judge needs an OpenAI-compatible endpoint (RAG_JUDGE_BASE_URL or RAG_LLM_BASE_URL)",
+            409,
+        )
+    try:  # read now as the job reads them, so a malformed record is a 400 here, not a failed job
+        failed_files(req.ingest_reports or [])
+    except (TypeError, AttributeError, ValueError):
+        raise InvalidRequestError(
+            "invalid_parameters",
+            "ingest_reports: each is an ingest report or job record ({files: [{path, status, reason}]})",
+        ) from None
     state.jobs.check_queue(owner)
     request = {**req.model_dump(mode="json"), "collection": collection, "cases": cases}
     job = state.jobs.submit(

@@ -38,6 +38,11 @@ def start_experiment(req: ExperimentRequest, state: StateDep, access: AccessDep,
         require_judge(s)
     for v in variants:  # what the job would fail on, said now
         state.engine.params(**v.retrieval)  # rerank_unavailable
+        vs = v.settings(s)
+        if (v.generates or req.generate) and v.judge is not None and not (vs.judge_base_url or vs.llm_base_url):
+            raise InvalidRequestError(
+                "judge_unavailable", f"{v.name}: [judge] needs the service's judge endpoint (RAG_JUDGE_BASE_URL)", 409
+            )
         gen = (v.generation or {}).get("generator")
         if gen == "llm" and (v.generates or req.generate) and not s.llm_base_url:
             raise InvalidRequestError(

@@ -106,7 +106,7 @@ def list_queries(
     labelled: bool | None = None,
     q: str | None = Query(None, max_length=200, description="Text in the question or answer."),
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=10**9, description="Rows to skip (at most a billion: a bigint holds no more)."),
 ) -> dict:
     """The query log, newest first, with filters; each item with its thumbs up/down counts."""
     log = getattr(state, "querylog", None)

@@ -21,7 +21,7 @@ from engine.retrieval import PAYLOAD_FIELDS
 from service.deps import AccessDep, StateDep
 from service.errors import ERRORS
 from service.schemas.common import CollectionPath
-from service.schemas.ui import AuditViewOut, ChunkOut
+from service.schemas.ui import AuditViewOut, ChunkOut, ViewReport
 
 router = APIRouter()
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
@@ -88,23 +88,29 @@ def _is_uuid(text: str) -> bool:
 
 
 class AuditView(BaseModel):
-    report: dict = Field(
+    report: ViewReport = Field(
         description="An audit report (GET /v1/audits/{id}); cases may be trimmed to ids, metrics, span, verdict."
     )
-    baseline: dict | None = Field(None, description="Another report to compare with.")
+    baseline: ViewReport | None = Field(None, description="Another report to compare with.")
 
 
-@router.post("/v1/ui/audit-view", tags=["ui"], response_model=AuditViewOut, responses=ERRORS)
-def audit_view(req: AuditView, access: AccessDep) -> dict:
+@router.post("/v1/ui/audit-view", tags=["ui"], response_model=AuditViewOut, responses={**ERRORS, 413: ERRORS[400]})
+def audit_view(req: AuditView, state: StateDep, access: AccessDep) -> dict:
     """SVG plots of a report (recall@k with its interval, where lost, verdicts), the comparison with a
-    baseline (paired deltas, flipped verdicts), and the lever of each verdict and lost stage."""
-    r = req.report
+    baseline (paired deltas, flipped verdicts), and the lever of each verdict and lost stage. The body is at
+    most RAG_MAX_AUDIT_VIEW_MB (413 `body_too_large`), each report at most RAG_AUDIT_MAX_CASES cases (413
+    `too_many_cases`); a report of another shape is a 422 `invalid_request`."""
+    limit = state.settings.audit_max_cases
+    for name, report in (("report", req.report), ("baseline", req.baseline)):
+        if report is not None and len(report.cases) > limit:
+            raise InvalidRequestError("too_many_cases", f"{name}: {len(report.cases)} cases; the limit is {limit}", 413)
+    r = req.report.model_dump()
     overall = r.get("overall", {})
     ks = r.get("settings", {}).get("ks", [])
     points = [
         (k, overall[f"recall@{k}"]["mean"], *overall[f"recall@{k}"]["ci95"])
         for k in ks
-        if overall.get(f"recall@{k}", {}).get("mean") is not None
+        if f"recall@{k}" in overall and None not in (overall[f"recall@{k}"]["mean"], *overall[f"recall@{k}"]["ci95"])
     ]
     lost = [(k, n) for k, n in r.get("where_lost", {}).items() if n]
     verdicts = sorted(r.get("verdicts", {}).items(), key=lambda x: -x[1])
@@ -120,7 +126,7 @@ def audit_view(req: AuditView, access: AccessDep) -> dict:
         "comparison": None,
     }
     if req.baseline is not None:
-        out["comparison"] = compare(_full(r), _full(req.baseline))
+        out["comparison"] = compare(_full(r), _full(req.baseline.model_dump()))
     return out
 
 

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from core.settings import Settings
 from service.app import create_app
+from service.serving import protocol_for
 from tests.helpers.serving import free_port
 
 
@@ -22,14 +23,22 @@ class LiveServer:
     """uvicorn serving the app on a free loopback port, on its own copy of the settings' data dir
     (the embedded store has one owner, so two servers never share one)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, **uvicorn_options):
+        """`uvicorn_options`: more of uvicorn.Config's (limit_concurrency, timeout_keep_alive, ...)."""
         copy = Path(tempfile.mkdtemp(prefix="live-")) / "data"
         subprocess.run(["cp", "-a", "--sparse=always", str(settings.data_dir), str(copy)], check=True)
         settings = settings.model_copy(update={"data_dir": copy})
         self.settings = settings
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        config = uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            http=protocol_for(settings),  # as `rag serve`: slow clients are cut off
+            **uvicorn_options,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

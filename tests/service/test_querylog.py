@@ -131,7 +131,8 @@ def test_every_route_logs_the_query_with_its_evidence(serve):
     assert r.question == "How are documents chunked?" and r.collection == "docs"
     assert r.settings["top_k"] == 3 and r.settings["mode"] == "hybrid" and r.settings["generate"] is True
     assert [c["chunk_id"] for c in r.contexts] == [c["chunk_id"] for c in q["contexts"]]
-    assert r.contexts[0]["stages"]["fused"]["rank"] == 1 and "text" in r.contexts[0]
+    assert r.contexts[0]["stages"]["fused"]["rank"] == 1 and "text" not in r.contexts[0]  # the store has it
+    assert len(r.contexts[0]["text_hash"]) == 12
     assert r.answer == q["answer"] and r.generator == "extractive"
     assert [c["number"] for c in r.citations] == [c["number"] for c in q["citations"]]
     assert set(r.timings) >= {"total", "generation"}
@@ -142,6 +143,7 @@ def test_every_route_logs_the_query_with_its_evidence(serve):
     # Over the API, scoped like the rest; a retrieval-only query is logged too.
     got = live.http.get(f"/v1/queries/{q['query_id']}").json()
     assert got["question"] == r.question and got["feedback"] == []
+    assert [c["text"] for c in got["contexts"]] == [c["text"] for c in q["contexts"]]  # read back from the store
     assert live.http.post("/v1/query", json={"question": "What is BM25?", "generate": False}).json()["query_id"]
     listed = live.http.get("/v1/queries", params={"q": "bm25"}).json()
     assert listed["enabled"] and listed["total"] == 2
