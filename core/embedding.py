@@ -11,8 +11,9 @@ export recipe: a second load reads it back, a changed model or recipe exports an
 tokenizer with sentence-transformers' settings (padding to the batch's longest, truncation at
 max_seq_length), longest texts first, `embedding_batch_size` at a time, but a batch only takes texts of at
 least PAD_FILL of its longest one's tokens (`length_batches`): padding is masked out of the pooling, so the
-vectors match torch's (the congruence test) while short sentences no longer pay for a long one's padding. `embedding_onnx_int8` adds a dynamically quantized
-(int8 weights) copy of the export, opt-in: its vectors are close to, not equal to, the fp32 ones.
+vectors match torch's (the congruence test) while short sentences no longer pay for a long one's padding.
+`embedding_onnx_int8` adds a dynamically quantized (int8 weights) copy of the export, opt-in: its vectors are
+close to, not equal to, the fp32 ones.
 
 Concurrency: every `encode` of an `Embedder` runs on that embedder's own model thread(s) (`_Batcher`). Calls
 that arrive while the model is busy wait in a queue and are then run together as one batched forward pass,
