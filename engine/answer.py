@@ -15,6 +15,7 @@ from typing import Iterator, Protocol, Sequence
 from engine.generation.citations import CITATION, check_citations
 from engine.generation.llm import GenerationError
 from engine.generation.prompt import DECLINE
+from engine.generation.usage import Usage
 from engine.retrieval import Context, RetrievalParams, RetrievalResult, Retriever
 from engine.rewrite import Rewrite, Rewriter, Turn, unchanged
 
@@ -47,6 +48,7 @@ class Generation:
     invalid_citations: list[int] = field(default_factory=list)
     declined: bool = False
     error: dict | None = None  # {"code", "message"} when the generator failed
+    usage: Usage | None = None  # token counts and who counted them (engine/generation/usage.py)
 
 
 @dataclass
@@ -131,12 +133,18 @@ class Answerer:
     def generate(self, question: str, contexts: list[Context]) -> Generation:
         """Answer from these contexts; generator failures are returned in `error`, not raised."""
         if not contexts:
-            return Generation(self.generator.name, DECLINE, declined=True)
+            return Generation(self.generator.name, DECLINE, declined=True, usage=Usage.none())
+        counted = getattr(self.generator, "generate_counted", None)  # a generator that cannot count: unknown
         try:
-            raw = self.generator.generate(question, sources_of(contexts))
+            if counted is not None:
+                raw, usage = counted(question, sources_of(contexts))
+            else:
+                raw, usage = self.generator.generate(question, sources_of(contexts)), Usage.unknown()
         except GenerationError as exc:
-            return Generation(self.generator.name, error={"code": exc.code, "message": str(exc)})
-        return finish(raw, contexts, self.generator.name)
+            return Generation(self.generator.name, error={"code": exc.code, "message": str(exc)}, usage=Usage.unknown())
+        generation = finish(raw, contexts, self.generator.name)
+        generation.usage = usage
+        return generation
 
     def stream(
         self,
@@ -156,17 +164,26 @@ class Answerer:
         pieces: list[str] = []
         generation: Generation
         if not retrieval.contexts:
-            generation = Generation(self.generator.name, DECLINE, declined=True)
+            generation = Generation(self.generator.name, DECLINE, declined=True, usage=Usage.none())
             yield "token", DECLINE
         else:
+            usage = Usage.unknown()
+            streamer = getattr(self.generator, "stream_counted", None) or self.generator.stream
             try:
-                for piece in self.generator.stream(question, sources_of(retrieval.contexts)):
+                for piece in streamer(question, sources_of(retrieval.contexts)):
+                    if isinstance(piece, Usage):  # the counts come last
+                        usage = piece
+                        continue
                     pieces.append(piece)
                     yield "token", piece
                 generation = finish("".join(pieces), retrieval.contexts, self.generator.name)
+                generation.usage = usage
             except GenerationError as exc:
                 generation = Generation(
-                    self.generator.name, answer="".join(pieces) or None, error={"code": exc.code, "message": str(exc)}
+                    self.generator.name,
+                    answer="".join(pieces) or None,
+                    error={"code": exc.code, "message": str(exc)},
+                    usage=Usage.unknown(),
                 )
         timings = ({"rewrite": rw.ms} if rw else {}) | dict(retrieval.timings_ms)
         timings["generation"] = round((time.perf_counter() - t) * 1000, 3)

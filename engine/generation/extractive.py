@@ -56,6 +56,7 @@ from core.sparse import Bm25Encoder
 from core.text import sentences
 from engine.generation.citations import strip_citation_markers
 from engine.generation.prompt import DECLINE
+from engine.generation.usage import Usage
 
 MIN_SCORE = 0.38  # default decline threshold (settings.extractive_min_score): no sentence scores this much
 COVERAGE_WEIGHT = 0.2  # score = (1 - w) * cosine + w * IDF-weighted coverage of the question's terms
@@ -206,7 +207,23 @@ class ExtractiveGenerator:
     def generate(self, question: str, sources: Sequence[tuple[str, str]]) -> str:
         return compose(self.select(question, sources))
 
+    def generate_counted(self, question: str, sources: Sequence[tuple[str, str]]) -> tuple[str, Usage]:
+        answer = self.generate(question, sources)
+        return answer, self.usage(question, sources, answer)
+
+    def usage(self, question: str, sources: Sequence[tuple[str, str]], answer: str) -> Usage:
+        """Tokens of the embedding model's tokenizer (engine/generation/usage.py): the question and every
+        context's title and text read (prompt), the answer written (completion)."""
+        texts = [question, *(f"{title}\n{text}" if title else text for title, text in sources), answer]
+        counts = self.embedder.count_tokens(texts)
+        return Usage.counted(sum(counts[:-1]), counts[-1], "embedding_tokenizer", self.embedder.name)
+
     def stream(self, question: str, sources: Sequence[tuple[str, str]]) -> Iterator[str]:
         answer = self.generate(question, sources)
         for piece in re.findall(r"\S+\s*", answer):
             yield piece
+
+    def stream_counted(self, question: str, sources: Sequence[tuple[str, str]]) -> Iterator[str | Usage]:
+        answer = self.generate(question, sources)
+        yield from re.findall(r"\S+\s*", answer)
+        yield self.usage(question, sources, answer)

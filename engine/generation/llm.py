@@ -11,6 +11,7 @@ import openai
 from core.errors import RagError
 from core.settings import Settings
 from engine.generation.prompt import build_messages, load_fewshot, system_prompt
+from engine.generation.usage import Usage
 from engine.prompts import ReasoningFilter, strip_reasoning
 
 
@@ -57,6 +58,10 @@ class LLMGenerator:
 
     def generate(self, question: str, sources: Sequence[tuple[str, str]]) -> str:
         """The answer text, reasoning removed (engine/prompts); raises GenerationError."""
+        return self.generate_counted(question, sources)[0]
+
+    def generate_counted(self, question: str, sources: Sequence[tuple[str, str]]) -> tuple[str, Usage]:
+        """The answer text and the endpoint's own token counts (null when it returns none)."""
         try:
             resp = self.client.chat.completions.create(
                 model=self.model,
@@ -65,15 +70,33 @@ class LLMGenerator:
                 temperature=self.temperature,
             )
             content = resp.choices[0].message.content
+            usage = self._usage(resp)
         except Exception as exc:  # every failure of the endpoint, including malformed bodies
             raise _translate(exc) from exc
         if content is None:
             raise GenerationError("llm_bad_response", "the LLM endpoint returned no message content")
-        return strip_reasoning(content)
+        return strip_reasoning(content), usage
+
+    def _usage(self, resp) -> Usage:
+        """The endpoint's `usage` (its model's tokenizer, reasoning tokens included) or unknown."""
+        u = getattr(resp, "usage", None)
+        prompt, completion = getattr(u, "prompt_tokens", None), getattr(u, "completion_tokens", None)
+        if not isinstance(prompt, int) or not isinstance(completion, int):
+            return Usage.unknown()
+        model = getattr(resp, "model", None) or self.model
+        return Usage.counted(prompt, completion, "llm_server", model)
 
     def stream(self, question: str, sources: Sequence[tuple[str, str]]) -> Iterator[str]:
         """Tokens as they come, reasoning held back; raises GenerationError, also mid-way when the stream is cut."""
+        for piece in self.stream_counted(question, sources):
+            if isinstance(piece, str):
+                yield piece
+
+    def stream_counted(self, question: str, sources: Sequence[tuple[str, str]]) -> Iterator[str | Usage]:
+        """As `stream`, then the endpoint's token counts (asked for with stream_options.include_usage; unknown
+        when the endpoint sends none)."""
         visible = ReasoningFilter()
+        usage = Usage.unknown()
         try:
             stream = self.client.chat.completions.create(
                 model=self.model,
@@ -81,9 +104,12 @@ class LLMGenerator:
                 max_tokens=self.max_tokens,
                 temperature=self.temperature,
                 stream=True,
+                stream_options={"include_usage": True},
             )
             finished = False
             for chunk in stream:
+                if getattr(chunk, "usage", None) is not None:
+                    usage = self._usage(chunk)
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]
@@ -100,3 +126,4 @@ class LLMGenerator:
             raise GenerationError("llm_stream_cut", "the LLM stream ended before the endpoint said it was finished")
         if rest := visible.finish():
             yield rest
+        yield usage

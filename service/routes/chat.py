@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from core.errors import InvalidRequestError
 from core.settings import COLLECTION_NAME_PATTERN
+from engine.generation.usage import Usage
 from engine.rewrite import ROLES, Turn
 from service.deps import AccessDep, StateDep
 from service.errors import ERRORS
@@ -81,6 +82,13 @@ def _text(content: str | list[ContentPart] | None) -> str:
     return content or ""
 
 
+def usage_of(gen) -> dict:
+    """OpenAI's `usage` of the answer: counted by the model that answered where known, null where not (never a
+    made-up 0); `source` and `tokenizer` say who counted (engine/generation/usage.py)."""
+    usage = gen.usage if gen is not None and gen.usage is not None else Usage.unknown()
+    return asdict(usage)
+
+
 @router.get("/v1/models", response_model=ModelList, responses=ERRORS)
 def list_models(state: StateDep, access: AccessDep) -> dict:
     """OpenAI's model list, which chat front-ends ask for first: `rag` (the default collection) and
@@ -131,7 +139,7 @@ def chat_completions(req: ChatRequest, state: StateDep, access: AccessDep):
                     "finish_reason": "stop" if gen and not gen.error else "error",
                 }
             ],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "usage": usage_of(gen),
             "citations": citations(result),
             "generation_error": gen.error if gen else None,
             "rewrite": asdict(result.rewrite) if result.rewrite else None,
@@ -166,6 +174,7 @@ def chat_completions(req: ChatRequest, state: StateDep, access: AccessDep):
                     generation_error=gen.error if gen else None,
                     rewrite=asdict(payload.rewrite) if payload.rewrite else None,
                     query_id=query_id,
+                    usage=usage_of(gen),
                 )
         yield "data: [DONE]\n\n"
 

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from engine.answer import Citation
-from service.schemas.query import RewriteOut
+from service.schemas.query import RewriteOut, TokenUsage
 
 
 class ModelCard(BaseModel):
@@ -34,10 +34,9 @@ class ChatChoice(BaseModel):
     finish_reason: str = Field(description="stop, or error when generation failed.")
 
 
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
+class Usage(TokenUsage):
+    """OpenAI's usage object; the counts are null when unknown (never 0), `source` and `tokenizer` say who
+    counted (engine/generation/usage.py)."""
 
 
 class ChatCompletion(BaseModel):

@@ -85,6 +85,21 @@ class ContextOut(BaseModel):
     stages: dict[str, StageOut] = Field(description="Rank and score in each stage: sparse, dense, fused, rerank.")
 
 
+class TokenUsage(BaseModel):
+    """Tokens of one answer (engine/generation/usage.py). Null counts are unknown, never 0: the LLM endpoint
+    returned no usage, or the generator cannot count."""
+
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    source: str = Field(
+        description="llm_server: the endpoint's own usage (its model's tokenizer); embedding_tokenizer: the "
+        "extractive generator, counted with the embedding model's tokenizer over the question and contexts "
+        "(prompt) and the answer (completion); none: no generator ran (0 is exact); unknown: not counted."
+    )
+    tokenizer: str | None = Field(None, description="The model whose tokenizer counted, when known.")
+
+
 class GenerationOut(BaseModel):
     generator: str
     answer: str | None
@@ -92,6 +107,7 @@ class GenerationOut(BaseModel):
     invalid_citations: list[int] = Field(description="Source numbers the answer cited that were not given; removed.")
     declined: bool = Field(description="The generator said the sources do not contain the answer.")
     error: ErrorBody | None = Field(None, description="Set when generation failed; retrieval results still come.")
+    usage: TokenUsage | None = Field(None, description="Token counts of this answer, and who counted them.")
 
 
 class QueryResponse(BaseModel):

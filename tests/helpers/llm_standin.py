@@ -48,6 +48,7 @@ class StandIn:
         self.answer = "Cats eat fish [1]. Dogs fly [7]."
         self.requests: list[dict] = []
         self.top_logprobs: dict[str, float] | None = None  # first-token alternatives, when logprobs are asked
+        self.usage: dict | None = None  # OpenAI's usage object, sent when set (streamed: when include_usage is asked)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -99,6 +100,9 @@ class StandIn:
                         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
                     }
                     self.wfile.write(f"data: {json.dumps(done)}\n\n".encode())
+                    if outer.usage and (body.get("stream_options") or {}).get("include_usage"):
+                        last = {**done, "choices": [], "usage": outer.usage}  # as OpenAI sends it: no choices
+                        self.wfile.write(f"data: {json.dumps(last)}\n\n".encode())
                     self.wfile.write(b"data: [DONE]\n\n")
                     return
                 content = _json_answer(body["messages"]) if body.get("response_format") else outer.answer
@@ -111,6 +115,8 @@ class StandIn:
                         {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
                     ],
                 }
+                if outer.usage:
+                    resp["usage"] = outer.usage
                 if body.get("logprobs") and outer.top_logprobs:
                     alts = [{"token": t, "logprob": lp, "bytes": None} for t, lp in outer.top_logprobs.items()]
                     first = {**alts[0], "top_logprobs": alts}
