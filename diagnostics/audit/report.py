@@ -144,7 +144,9 @@ def bars(
     bar_h: int = 22,
     color: str = "#4e79a7",
     colors: dict[str, str] | None = None,
+    label_w: int = 200,
 ) -> str:
+    """Horizontal bars: labels in the first label_w units, the bars and their values after them."""
     if not items:
         return "<p>nothing to plot</p>"
     top = max(v for _, v in items) or 1
@@ -154,11 +156,11 @@ def bars(
     ]
     for i, (label, v) in enumerate(items):
         y = 5 + i * bar_h
-        w = (width - 260) * v / top
+        w = (width - label_w - 60) * v / top
         out.append(f'<text x="0" y="{y + 15}" font-size="12">{html.escape(label)}</text>')
         fill = (colors or {}).get(label, color)
-        out.append(f'<rect x="200" y="{y + 3}" width="{w:.1f}" height="{bar_h - 8}" fill="{fill}"/>')
-        out.append(f'<text x="{205 + w:.1f}" y="{y + 15}" font-size="12">{v:g}</text>')
+        out.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{bar_h - 8}" fill="{fill}"/>')
+        out.append(f'<text x="{label_w + 5 + w:.1f}" y="{y + 15}" font-size="12">{v:g}</text>')
     out.append("</svg>")
     return "".join(out)
 

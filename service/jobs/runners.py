@@ -113,8 +113,18 @@ def experiment_runner(engine) -> Runner:
         runner = ExperimentRunner(settings, engine.store, engine.retriever.embedder, reranker=engine.retriever.reranker)
 
         ctx.check_stop()
-        result, _ = runner.run(golden, variants, req.ks, req.generate, progress=lambda _variant, n: ctx.count_cases(n))
+        tick = lambda _variant, n: ctx.count_cases(n)  # noqa: E731
+        result, reports = runner.run(golden, variants, req.ks, req.generate, progress=tick)
         metrics = req.metrics or list(DEFAULT_TABLE_METRICS)
-        return Outcome({**result, "table_metrics": metrics, "markdown": to_markdown(result, metrics)}, "succeeded")
+        report = {**result, "table_metrics": metrics, "markdown": to_markdown(result, metrics)}
+        return Outcome({**report, "flipped_cases": flipped_cases(result, reports)}, "succeeded")
 
     return run
+
+
+def flipped_cases(result: dict, reports: list[dict]) -> dict[str, dict[str, dict]]:
+    """Every case whose verdict flipped in some variant, as each variant ran it (variant name -> case id -> the
+    audit's case: ranks per stage, lost sources, the answer and its claims), so the UI opens it like an audit's
+    case. Only the flipped ones: the experiment keeps its size when most verdicts hold."""
+    ids = {str(f["id"]) for flips in result["flipped"].values() for f in flips}
+    return {r["variant"]["name"]: {str(c["id"]): c for c in r["cases"] if str(c["id"]) in ids} for r in reports}

@@ -32,6 +32,7 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
     "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
 }
+PLOT_WIDTH = 360  # the UI's plots: the width of a 390 px phone's page, less its margins
 
 
 @router.get("/ui", include_in_schema=False)
@@ -114,11 +115,14 @@ def audit_view(req: AuditView, state: StateDep, access: AccessDep) -> dict:
     ]
     lost = [(k, n) for k, n in r.get("where_lost", {}).items() if n]
     verdicts = sorted(r.get("verdicts", {}).items(), key=lambda x: -x[1])
+    # Drawn at PLOT_WIDTH and never scaled down by the page (style.css), so their 11-12 px labels stay readable
+    # at phone width; the report's HTML keeps its wider plots.
+    bar = {"width": PLOT_WIDTH, "label_w": 165}
     out = {
         "plots": {
-            "recall": curve(points),
-            "where_lost": bars(lost, color="#e15759") if lost else "<p>no expected source was lost</p>",
-            "verdicts": bars(verdicts, color="#f28e2b", colors={v: "#59a14f" for v in GOOD}),
+            "recall": curve(points, width=PLOT_WIDTH, height=220),
+            "where_lost": bars(lost, color="#e15759", **bar) if lost else "<p>no expected source was lost</p>",
+            "verdicts": bars(verdicts, color="#f28e2b", colors={v: "#59a14f" for v in GOOD}, **bar),
         },
         "levers": LEVERS,
         "good": sorted(GOOD),

@@ -11,7 +11,7 @@ import { candidatesPage } from "./candidates.js";
 import { labelPage } from "./label.js";
 import { auditsPage } from "./audits.js";
 import { auditPage } from "./audit.js";
-import { casePage } from "./case.js";
+import { casePage, experimentCasePage } from "./case.js";
 import { experimentsPage } from "./experiments.js";
 import { experimentPage } from "./experiment.js";
 import { goldenCasePage, goldenPage } from "./golden.js";
@@ -31,6 +31,7 @@ const ROUTES = [
   [/^\/golden\/([\w-]+)\/case\/(.+)$/, (m) => goldenCasePage(m[1], decodeURIComponent(m[2]))],
   [/^\/experiments$/, () => experimentsPage()],
   [/^\/experiment\/([\w-]+)$/, (m) => experimentPage(m[1])],
+  [/^\/experiment\/([\w-]+)\/case\/([^/]+)\/(.+)$/, (m) => experimentCasePage(m[1], decodeURIComponent(m[2]), decodeURIComponent(m[3]))],
 ];
 
 async function signedIn() {

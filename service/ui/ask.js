@@ -1,8 +1,9 @@
-// The Ask form at the top of the query log: one question to /v1/query, the answer, its feedback buttons.
+// The Ask form at the top of the query log: one question to /v1/query, the answer with its [n] markers linked
+// to the sources it cites, the contexts (the cited ones marked), its feedback buttons.
 
 import { api } from "./api.js";
 import { errorBox, h } from "./dom.js";
-import { feedbackButtons } from "./widgets.js";
+import { citedAnswer, contextPassages, feedbackButtons } from "./widgets.js";
 
 // onAsked: awaited after each answer (the log redraws its table); its errors show here like the query's
 export function askForm(names, onAsked) {
@@ -23,8 +24,9 @@ export function askForm(names, onAsked) {
     try {
       const r = await api("/v1/query", { method: "POST", body: { question: q.value, collection: askIn.value || defaultCollection } });
       const item = { id: r.query_id, feedback: { up: 0, down: 0 } };
+      const cited = new Set((r.citations || []).map((c) => c.number));
       result.replaceChildren(
-        h("p", { class: "answer", id: "ask-answer" }, r.answer || "(no answer)"),
+        ...citedAnswer(r.answer || "(no answer)", r.citations, r.contexts, "ask", { id: "ask-answer" }),
         h(
           "p",
           { class: "row" },
@@ -32,6 +34,9 @@ export function askForm(names, onAsked) {
             ? [h("span", { class: "small muted" }, "query ", h("code", { id: "ask-query-id" }, r.query_id)), feedbackButtons(item), h("a", { class: "button", href: `#/label/q/${r.query_id}`, id: "ask-label" }, "Label this query")]
             : h("span", { class: "small muted" }, "The query log is off: nothing was recorded."),
         ),
+        (r.contexts || []).length
+          ? h("div", { id: "ask-contexts" }, h("h3", {}, `Contexts the generator saw (${r.contexts.length}, ${cited.size} cited)`), contextPassages(r.contexts, cited, true))
+          : null,
       );
       await onAsked();
     } catch (e) {

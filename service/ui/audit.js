@@ -49,6 +49,7 @@ export async function auditPage(id, params) {
   baseSel.addEventListener("change", () => go(`#/audit/${id}${baseSel.value ? `?baseline=${baseSel.value}` : ""}`));
   const s = r.settings;
   const cmp = view.comparison;
+  const lost = Object.entries(r.where_lost || {}).filter(([, n]) => n); // no heading over an empty table
   show(
     h("h1", {}, `Audit: ${r.collection}`),
     h("p", { class: "muted small" }, `${r.golden.cases} cases · ${r.created_at} · ${s.mode}, ${s.fusion}, generator sees the top ${s.cut}${s.generate ? ` · generator ${s.generator}` : " · retrieval only"} · ${r.seconds} s · audit ${id}`),
@@ -64,7 +65,7 @@ export async function auditPage(id, params) {
       "div",
       { class: "row" },
       h("div", { style: "flex:1 1 18rem" }, h("h2", {}, "Verdicts"), h("table", { id: "verdict-counts" }, h("tbody", {}, Object.entries(r.verdicts).sort((a, b) => b[1] - a[1]).map(([v, n]) => h("tr", {}, h("td", {}, verdictBadge(v, view.good)), h("td", { class: "num" }, n)))))),
-      h("div", { style: "flex:1 1 18rem" }, h("h2", {}, "Where lost"), h("table", { id: "where-lost" }, h("tbody", {}, Object.entries(r.where_lost).filter(([, n]) => n).map(([k, n]) => h("tr", {}, h("td", {}, k), h("td", { class: "num" }, n)))))),
+      lost.length ? h("div", { style: "flex:1 1 18rem" }, h("h2", {}, "Where lost"), h("table", { id: "where-lost" }, h("tbody", {}, lost.map(([k, n]) => h("tr", {}, h("td", {}, k), h("td", { class: "num" }, n)))))) : null,
     ),
     h("h2", {}, "Overall"),
     h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "metric"), h("th", { class: "num" }, "mean"), h("th", {}, "95% interval"), h("th", { class: "num" }, "n"))), h("tbody", {}, Object.entries(r.overall).map(([k, m]) => h("tr", {}, h("td", {}, k), h("td", { class: "num" }, fmt(m.mean)), h("td", { class: "small" }, m.ci95 ? `[${fmt(m.ci95[0])}, ${fmt(m.ci95[1])}]` : ""), h("td", { class: "num" }, m.n)))))),

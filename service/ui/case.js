@@ -1,8 +1,9 @@
-// One audit case: expected sources per stage, the answer and its claims, the contexts with evidence marked.
+// One audit case (or an experiment's flipped case, as one variant ran it): expected sources per stage, the answer
+// and its claims, the contexts with the cited ones and their evidence marked.
 
 import { ApiError, api } from "./api.js";
 import { enc, fmt, h, show, stripCitations } from "./dom.js";
-import { stageRanks, verdictBadge } from "./widgets.js";
+import { citedBadge, stageRanks, verdictBadge } from "./widgets.js";
 
 function highlight(text, phrases, cls) {
   // text with each phrase found in it wrapped in <mark class=cls>; phrases not found are skipped
@@ -42,9 +43,47 @@ export async function casePage(auditId, caseId) {
   const r = job.report || { cases: [] };
   const c = r.cases.find((x) => String(x.id) === caseId);
   if (!c) throw new ApiError(404, "case_not_found", `no case ${caseId} in audit ${auditId}`);
-  const view = await api("/v1/ui/audit-view", { method: "POST", body: { report: { settings: r.settings, cases: [] } } });
+  await showCase(c, {
+    collection: job.collection,
+    settings: r.settings,
+    back: h("p", { class: "small" }, h("a", { href: `#/audit/${auditId}` }, "← audit"), ` · case ${c.id}`),
+    label: `#/label/a/${auditId}/${enc(c.id)}`,
+  });
+}
+
+// An experiment's flipped case as `variant` ran it, beside the verdict every variant gave it (the experiment keeps
+// the flipped cases' records: report.flipped_cases).
+export async function experimentCasePage(expId, variant, caseId) {
+  const job = await api(`/v1/experiments/${enc(expId)}`);
+  const r = job.report || {};
+  const kept = r.flipped_cases || {};
+  const c = (kept[variant] || {})[caseId];
+  if (!c) throw new ApiError(404, "case_not_found", `no flipped case ${caseId} of variant ${variant} in experiment ${expId}`);
+  const v = (r.variants || []).find((x) => x.name === variant) || {};
+  const others = (r.variants || []).filter((x) => (kept[x.name] || {})[caseId]);
+  await showCase(c, {
+    collection: v.collection || job.collection,
+    settings: v.settings || {},
+    back: (view) => [
+      h("p", { class: "small" }, h("a", { href: `#/experiment/${expId}` }, "← experiment"), ` · case ${c.id} · variant ${variant}${variant === r.baseline ? " (the baseline)" : ""}`),
+      h(
+        "p",
+        { class: "row small", id: "case-variants" },
+        others.map((x) => {
+          const verdict = kept[x.name][caseId].verdict;
+          const here = x.name === variant;
+          return h("span", {}, here ? h("b", {}, x.name) : h("a", { href: `#/experiment/${expId}/case/${enc(x.name)}/${enc(caseId)}` }, x.name), ": ", verdictBadge(verdict, view.good));
+        }),
+      ),
+    ],
+    label: null,
+  });
+}
+
+async function showCase(c, { collection, settings, back, label }) {
+  const view = await api("/v1/ui/audit-view", { method: "POST", body: { report: { settings, cases: [] } } });
   const ids = c.retrieved.map((x) => x.chunk_id);
-  const texts = ids.length ? await api(`/v1/collections/${enc(job.collection)}/chunks?${ids.map((i) => `ids=${enc(i)}`).join("&")}`) : [];
+  const texts = ids.length ? await api(`/v1/collections/${enc(collection)}/chunks?${ids.map((i) => `ids=${enc(i)}`).join("&")}`) : [];
   const byId = Object.fromEntries(texts.map((t) => [t.chunk_id, t.text]));
   const gen = c.generation || null;
   const claims = (gen && gen.claims) || [];
@@ -73,14 +112,14 @@ export async function casePage(auditId, caseId) {
     const marks = cited.has(n) ? [...evidence, ...answerSentences] : evidence;
     return h(
       "div",
-      { class: `passage${x.expected ? " picked" : ""}`, "data-rank": n },
-      h("div", {}, h("b", {}, `[${n}] ${x.title || x.doc_id}`), " ", h("span", { class: "small muted" }, x.doc_id), " ", x.expected ? h("span", { class: "badge good" }, "expected") : null, cited.has(n) ? h("span", { class: "badge warn" }, "cited") : null, " ", stageRanks(x.stages)),
+      { class: `passage${x.expected ? " picked" : ""}${cited.has(n) ? " is-cited" : ""}`, "data-rank": n },
+      h("div", {}, h("b", {}, `[${n}] ${x.title || x.doc_id}`), " ", h("span", { class: "small muted" }, x.doc_id), " ", x.expected ? h("span", { class: "badge good" }, "expected") : null, cited.has(n) ? citedBadge() : null, " ", stageRanks(x.stages)),
       h("div", { class: "text" }, highlight(text, marks, "cited")),
     );
   });
   const unsupported = claims.filter((cl) => !cl.supported).map((cl) => cl.claim);
   show(
-    h("p", { class: "small" }, h("a", { href: `#/audit/${auditId}` }, "← audit"), ` · case ${c.id}`),
+    typeof back === "function" ? back(view) : back,
     h("h1", { id: "case-question" }, c.question),
     h("p", {}, verdictBadge(c.verdict, view.good), " ", h("span", { id: "case-detail" }, c.verdict_detail)),
     lever ? h("p", { class: "summary", id: "case-lever" }, h("b", {}, "Lever: "), lever) : null,
@@ -100,6 +139,6 @@ export async function casePage(auditId, caseId) {
     h("h2", {}, "Contexts the generator saw"),
     h("p", { class: "small muted" }, h("mark", { class: "cited" }, "highlighted"), ": sentences the answer cites or that support its claims."),
     contexts,
-    h("p", {}, h("a", { class: "button", href: `#/label/a/${auditId}/${enc(c.id)}` }, "Label this case")),
+    label ? h("p", {}, h("a", { class: "button", href: label }, "Label this case")) : null,
   );
 }

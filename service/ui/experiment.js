@@ -12,7 +12,7 @@ function comparisonTable(r, all) {
   const labelBadge = (label) => h("span", { class: `badge ${label === "improved" ? "good" : label === "regressed" ? "bad" : ""}` }, label);
   return h(
     "table",
-    { id: "experiment-table" },
+    { id: "experiment-table", class: "stack" }, // at phone width each metric is a card of labelled lines
     h("thead", {}, h("tr", {}, h("th", {}, "metric"), names.map((n, i) => h("th", {}, i === 0 ? `${n} (baseline)` : n)), h("th", {}, "winner"))),
     h(
       "tbody",
@@ -22,13 +22,13 @@ function comparisonTable(r, all) {
         return h(
           "tr",
           { "data-metric": m },
-          h("td", {}, m),
-          h("td", { class: "num" }, fmt((r.variants[0].overall[m] || {}).mean, 4)),
+          h("td", { class: "metric" }, m),
+          h("td", { class: "num", "data-label": `${names[0]} (baseline)` }, fmt((r.variants[0].overall[m] || {}).mean, 4)),
           names.slice(1).map((n) => {
             const c = r.comparisons[n][m];
-            return h("td", { class: "small" }, c ? [h("b", {}, fmt(c.current, 4)), ` ${c.delta >= 0 ? "+" : ""}${fmt(c.delta, 4)} [${fmt(c.ci95[0], 3)}, ${fmt(c.ci95[1], 3)}] `, labelBadge(c.label)] : "–");
+            return h("td", { class: "small", "data-label": n }, c ? [h("b", {}, fmt(c.current, 4)), ` ${c.delta >= 0 ? "+" : ""}${fmt(c.delta, 4)} [${fmt(c.ci95[0], 3)}, ${fmt(c.ci95[1], 3)}] `, labelBadge(c.label)] : "–");
           }),
-          h("td", { class: "winner" }, h("span", { class: `badge ${w.winner ? "good" : "warn"}`, title: w.reason }, w.winner || w.verdict)),
+          h("td", { class: "winner", "data-label": "winner" }, h("span", { class: `badge ${w.winner ? "good" : "warn"}`, title: w.reason }, w.winner || w.verdict)),
         );
       }),
     ),
@@ -67,6 +67,11 @@ export async function experimentPage(id) {
     return;
   }
   const r = job.report;
+  // A flipped case opens as the variant ran it (an experiment run before it kept its flipped cases: plain text)
+  const caseLink = (variant, caseId) =>
+    ((r.flipped_cases || {})[variant] || {})[String(caseId)]
+      ? h("a", { href: `#/experiment/${id}/case/${enc(variant)}/${enc(String(caseId))}`, class: "case-link" }, h("b", {}, caseId))
+      : h("b", {}, caseId);
   const tableWrap = h("div", { class: "table-wrap" }, comparisonTable(r, false));
   const allBox = h("input", { type: "checkbox", id: "exp-all-metrics" });
   allBox.addEventListener("change", () => tableWrap.replaceChildren(comparisonTable(r, allBox.checked)));
@@ -114,7 +119,7 @@ export async function experimentPage(id) {
       Object.entries(r.flipped).map(([name, flips]) => [
         h("h3", {}, `${name} vs ${r.baseline}: ${flips.length} flipped (${flips.filter((f) => f.direction === "fixed").length} fixed, ${flips.filter((f) => f.direction === "broken").length} broken)`),
         flips.length
-          ? h("ul", {}, flips.map((f) => h("li", { "data-case-id": f.id }, h("b", {}, f.id), `: ${f.baseline} → ${f.current} `, h("span", { class: `badge ${f.direction === "fixed" ? "good" : f.direction === "broken" ? "bad" : ""}` }, f.direction), h("div", { class: "small muted" }, f.question))))
+          ? h("ul", {}, flips.map((f) => h("li", { "data-case-id": f.id }, caseLink(name, f.id), `: ${f.baseline} → ${f.current} `, h("span", { class: `badge ${f.direction === "fixed" ? "good" : f.direction === "broken" ? "bad" : ""}` }, f.direction), h("div", { class: "small muted" }, f.question))))
           : h("p", { class: "muted small" }, "No verdict flipped."),
       ]),
     ),

@@ -3,7 +3,7 @@
 import { api, collections } from "./api.js";
 import { askForm } from "./ask.js";
 import { enc, errorBox, fmt, fmtTime, h, show } from "./dom.js";
-import { feedbackButtons, filtersForm, signalBadges, stageRanks } from "./widgets.js";
+import { citedAnswer, contextPassages, feedbackButtons, filtersForm, signalBadges } from "./widgets.js";
 
 export async function queriesPage(params) {
   const names = await collections();
@@ -63,14 +63,21 @@ export async function queryPage(id) {
   const comment = h("textarea", { id: "fb-comment", name: "comment", placeholder: "What was wrong? (optional)" });
   const doc = h("input", { type: "text", id: "fb-doc", name: "correct_doc_id", placeholder: "the document that answers it (optional)", class: "wide" });
   const status = h("div", { role: "status" });
+  const feedbackList = (items) =>
+    items.length
+      ? h("ul", {}, items.map((f) => h("li", {}, f.rating > 0 ? "▲ " : "▼ ", f.comment || "", f.correct_doc_id ? ` (answer in ${f.correct_doc_id})` : "", h("span", { class: "small muted" }, ` ${fmtTime(f.created_at)}`))))
+      : h("p", { class: "muted" }, "None yet.");
+  const given = h("div", { id: "feedback-list" }, feedbackList(r.feedback));
   const send = async (rating) => {
     try {
       await api("/v1/feedback", { method: "POST", body: { query_id: id, rating, comment: comment.value || null, correct_doc_id: doc.value || null } });
       status.replaceChildren(h("div", { class: "ok" }, "Feedback saved."));
+      given.replaceChildren(feedbackList((await api(`/v1/queries/${enc(id)}`)).feedback)); // the list, with it
     } catch (e) {
       status.replaceChildren(errorBox(e));
     }
   };
+  const cited = new Set((r.citations || []).map((c) => c.number));
   show(
     h("h1", {}, r.question),
     h(
@@ -84,17 +91,13 @@ export async function queryPage(id) {
       h("dt", {}, "Signals"), h("dd", {}, signalBadges(r), r.faithfulness != null ? h("span", { class: "badge" }, `faithfulness ${fmt(r.faithfulness, 2)}`) : null),
     ),
     h("h2", {}, "Answer"),
-    h("p", { class: "answer" }, r.answer || "(none)"),
+    citedAnswer(r.answer || "(none)", r.citations, r.contexts, "query", { id: "query-answer" }),
     h("p", {}, h("a", { class: "button", href: `#/label/q/${id}` }, "Label this query")),
     h("h2", {}, "Feedback"),
-    r.feedback.length
-      ? h("ul", {}, r.feedback.map((f) => h("li", {}, f.rating > 0 ? "▲ " : "▼ ", f.comment || "", f.correct_doc_id ? ` (answer in ${f.correct_doc_id})` : "", h("span", { class: "small muted" }, ` ${fmtTime(f.created_at)}`))))
-      : h("p", { class: "muted" }, "None yet."),
+    given,
     h("div", { class: "card soft" }, h("label", { class: "field" }, "Comment", comment), h("label", { class: "field" }, "Correct document id", doc),
       h("p", { class: "row" }, h("button", { type: "button", onclick: () => send(1) }, "▲ Good"), h("button", { type: "button", onclick: () => send(-1) }, "▼ Wrong")), status),
     h("h2", {}, "Contexts the generator saw"),
-    r.contexts.map((c, i) =>
-      h("div", { class: "passage" }, h("div", {}, h("b", {}, `[${i + 1}] ${c.title || c.doc_id}`), " ", h("span", { class: "small muted" }, c.doc_id), " ", stageRanks(c.stages)), h("div", { class: "text" }, c.text)),
-    ),
+    h("div", { id: "query-contexts" }, contextPassages(r.contexts, cited)),
   );
 }

@@ -118,3 +118,80 @@ export function stageRanks(stages) {
     .filter((s) => stages && stages[s])
     .map((s) => h("span", { class: "badge" }, `${s} #${stages[s].rank}`));
 }
+
+// The answer's citations: `[n]` markers and the contexts they name (context n is the answer's source n).
+const CITE = /\[(\d+(?:\s*,\s*\d+)*)\]/g;
+const squash = (s) => (s || "").replace(/\s+/g, " ").trim();
+
+export function citedBadge() {
+  return h("span", { class: "badge cited-badge", title: "The answer cites this context" }, "cited");
+}
+
+// The text before each marker (back to the previous one) is what the marker's sources back.
+function citedSegments(answer) {
+  const out = new Map(); // n -> [segment]
+  let prev = 0;
+  for (const m of (answer || "").matchAll(CITE)) {
+    const seg = squash(answer.slice(prev, m.index)).replace(/^[\s.,;:!?)]+/, "");
+    for (const n of m[1].split(",").map((x) => Number(x.trim()))) out.set(n, [...(out.get(n) || []), seg]);
+    prev = m.index + m[0].length;
+  }
+  return out;
+}
+
+// The answer with each [n] a link to its source below, then the numbered list of the sources it cites: the
+// document id, the characters of the chunk, and the span quoted from it (the answer's words where they are the
+// context's, else the start of the chunk). `prefix` names the ids (one page may hold two answers).
+export function citedAnswer(answer, citations, contexts, prefix, attrs = {}) {
+  const byN = new Map((citations || []).map((c) => [c.number, c]));
+  const jump = (n) => (ev) => {
+    ev.preventDefault(); // a hash link would be taken by the router
+    const t = document.getElementById(`${prefix}-source-${n}`);
+    if (t) {
+      t.scrollIntoView({ block: "nearest" });
+      t.focus();
+    }
+  };
+  const parts = [];
+  let pos = 0;
+  const text = answer || "";
+  for (const m of text.matchAll(CITE)) {
+    const nums = m[1].split(",").map((x) => Number(x.trim()));
+    parts.push(text.slice(pos, m.index), "[");
+    nums.forEach((n, i) => {
+      if (i) parts.push(", ");
+      parts.push(byN.has(n) ? h("a", { href: `#${prefix}-source-${n}`, class: "cite", "data-source": n, "aria-label": `source ${n}`, onclick: jump(n) }, String(n)) : String(n));
+    });
+    parts.push("]");
+    pos = m.index + m[0].length;
+  }
+  parts.push(text.slice(pos));
+  const para = h("p", { class: "answer", ...attrs }, parts);
+  if (!byN.size) return [para];
+  const segments = citedSegments(text);
+  const sources = [...byN.values()].sort((a, b) => a.number - b.number).map((c) => {
+    const ctx = (contexts || [])[c.number - 1] || {};
+    const hay = squash(ctx.text);
+    const quoted = (segments.get(c.number) || []).filter((s) => s.length >= 8 && hay.includes(s));
+    return h(
+      "li",
+      { id: `${prefix}-source-${c.number}`, value: c.number, tabindex: "-1", "data-doc-id": c.doc_id },
+      h("b", {}, c.title || c.doc_id), " ", h("span", { class: "mono" }, c.doc_id), h("span", { class: "small muted" }, ` · chars ${c.start}–${c.end}`),
+      h("blockquote", { class: "quote small" }, quoted.length ? quoted.join(" … ") : c.snippet),
+    );
+  });
+  return [para, h("h3", {}, "Sources"), h("ol", { class: "sources", id: `${prefix}-sources` }, sources)];
+}
+
+// The contexts the generator saw, numbered as the answer cites them, each cited one marked. `collapsed`: the
+// texts fold under each context's line (the Ask result); else they show (a logged query).
+export function contextPassages(contexts, cited, collapsed = false) {
+  return (contexts || []).map((c, i) => {
+    const n = i + 1;
+    const head = [h("b", {}, `[${n}] ${c.title || c.doc_id}`), " ", h("span", { class: "small muted" }, c.doc_id), " ", cited.has(n) ? citedBadge() : null, " ", stageRanks(c.stages)];
+    const cls = `passage${cited.has(n) ? " is-cited" : ""}`;
+    return collapsed
+      ? h("details", { class: cls, "data-rank": n }, h("summary", {}, head), h("div", { class: "text" }, c.text || ""))
+      : h("div", { class: cls, "data-rank": n }, h("div", {}, head), h("div", { class: "text" }, c.text || ""));
+  });
+}

@@ -89,6 +89,37 @@ def assert_clean(foreign: list[str], errors: list[str]) -> None:
     assert errors == [], errors
 
 
+PHONE = {"width": 390, "height": 844}
+# The page's width against the viewport's, and the elements that stick out past its right edge (for the message).
+WIDTH_JS = """() => { const out = [];
+  for (const el of document.querySelectorAll('main *, header *')) { const r = el.getBoundingClientRect();
+    if (r.right > innerWidth + 1) out.push(`${el.tagName}#${el.id}.${el.className} ${Math.round(r.right)}`); }
+  return { scroll: document.scrollingElement.scrollWidth, inner: innerWidth, out: out.slice(0, 6) }; }"""
+# Each SVG label's rendered font size: its font-size times the SVG's scale on the page.
+LABEL_PX_JS = """(sel) => [...document.querySelectorAll(sel + ' svg')].flatMap((svg) => {
+  const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+  return [...svg.querySelectorAll('text')].map((t) => parseFloat(getComputedStyle(t).fontSize) * scale); })"""
+
+
+def assert_fits(page, what: str) -> None:
+    """No sideways scrolling of the page (a wide table or chart scrolls in its own box)."""
+    w = page.evaluate(WIDTH_JS)
+    assert w["scroll"] <= w["inner"], f"{what} scrolls sideways at {w['inner']} px: {w}"
+
+
+# An element drawn as one box inside main's content (not an inline box broken over lines, nothing sticking out).
+ONE_BOX_JS = """(el) => { const b = el.getBoundingClientRect(), m = document.querySelector('main');
+  const right = m.getBoundingClientRect().right - parseFloat(getComputedStyle(m).paddingRight);
+  return el.getClientRects().length === 1 && b.right <= right + 0.5 && el.scrollWidth <= el.clientWidth; }"""
+
+
+def assert_readable_plots(page) -> None:
+    """Every chart label at least 11 px on screen (the SVGs are not scaled down to fit)."""
+    for fig in ("#plot-recall", "#plot-verdicts"):
+        sizes = page.evaluate(LABEL_PX_JS, fig)
+        assert sizes and min(sizes) >= 11, f"{fig}: labels of {min(sizes or [0]):.1f} px"
+
+
 def test_label_flow_end_to_end(live, browser, tmp_path):
     # Another collection's query, logged through the API with its own key: the docs key must never see it.
     asked = {"question": "What do microRNAs regulate?", "collection": "scifact"}
@@ -100,6 +131,7 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
     # Sign in: a wrong key is refused, the right one is kept for the tab.
     page.goto(f"{live.url}/ui")
     page.wait_for_selector("#signin-form")
+    assert page.is_hidden("#signout")  # no key, nothing to sign out of
     page.fill("#api-key", "not-a-key")
     page.click("#signin-form button[type=submit]")
     page.wait_for_selector("#signin-form [role=alert]")
@@ -107,6 +139,7 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
     page.click("#signin-form button[type=submit]")
     page.wait_for_selector("#ask-form")
     assert page.evaluate("sessionStorage.getItem('rag-why.key')") == "docs-key"
+    assert page.is_visible("#signout")
     assert page.locator("#ask-collection option").all_inner_texts() == ["docs"]
 
     # Ask: the query is logged, its id shown; rate it thumbs-down.
@@ -117,6 +150,22 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
     assert len(query_id) == 32
     answer = page.inner_text("#ask-answer")
     assert "corrupt" in answer
+    # Its [n] markers link to the cited sources listed under it (document id, the quoted span); the cited
+    # contexts are marked, and only those.
+    cites = page.locator("#ask-answer a.cite")
+    assert cites.count() >= 1
+    numbers = sorted({int(n) for n in cites.evaluate_all("els => els.map((a) => a.dataset.source)")})
+    listed = page.locator("#ask-sources > li")
+    assert [int(li.get_attribute("value")) for li in listed.all()] == numbers
+    assert "docs/ingesting.md" in page.inner_text("#ask-sources") and "corrupt" in page.inner_text("#ask-sources")
+    cites.first.click()
+    assert page.evaluate("document.activeElement.id") == f"ask-source-{cites.first.get_attribute('data-source')}"
+    assert page.url.endswith("#/queries")  # the link is not taken by the router
+    badged = page.locator("#ask-contexts .passage:has(.cited-badge)")
+    assert sorted(int(x) for x in badged.evaluate_all("els => els.map((e) => e.dataset.rank)")) == numbers
+    assert badged.first.locator(".cited-badge").is_visible()
+    assert page.locator("#ask-contexts .passage").count() > len(numbers)  # the uncited ones, unmarked
+    page.screenshot(path=str(tmp_path / "ask.png"))
     page.click("#ask-result button[aria-label='Thumbs down']")
     page.wait_for_selector("#ask-result button[aria-label='Thumbs down'][aria-pressed=true]")
     page.wait_for_selector(f"#queries tr[data-query-id='{query_id}']")
@@ -203,6 +252,9 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
     assert "answered_well" in row.inner_text() or "retrieved" in row.inner_text(), row.inner_text()
     assert page.locator("#plot-recall svg").count() == 1 and page.locator("#plot-verdicts svg rect").count() >= 1
     assert page.locator("#verdict-counts tr").count() >= 1
+    lost_rows = page.locator("#where-lost tr").count()
+    assert page.locator("main h2:text-is('Where lost')").count() == (1 if lost_rows else 0)  # no empty heading
+    assert_readable_plots(page)
     page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
 
     # The case: question, each expected source with its ranks, the contexts with the cited sentence marked.
@@ -212,6 +264,7 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
     assert "docs/ingesting.md" in page.inner_text("#case-expected")
     assert "shown at #" in page.inner_text("#case-expected")
     assert page.locator(".passage[data-rank='1'] mark.cited").count() >= 1
+    assert page.locator(".passage[data-rank='1'] .cited-badge").is_visible()
     assert page.locator("main").inner_text().count("[object") == 0
     page.screenshot(path=str(tmp_path / "case.png"), full_page=True)
 
@@ -276,7 +329,8 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
     page.wait_for_selector("#golden-status .ok:has-text('Deleted case')")
     page.wait_for_selector(f"#golden-cases tr[data-case-id='{case_id}']", state="detached")
     assert live.http.get(f"/v1/golden/docs/cases/{case_id}", headers=docs_key).status_code == 404
-    assert page.locator("#golden-history tr[data-action]").first.get_attribute("data-action") == "delete"
+    # the list and the history redraw side by side: wait for the history's newest row to be the delete
+    page.wait_for_selector("#golden-history tbody tr:first-child[data-action='delete']")
     page.locator("#golden-history tr[data-action='delete'] button.undo").click()
     page.wait_for_selector(f"#golden-cases tr[data-case-id='{case_id}']")
     page.wait_for_selector("#golden-history tr[data-action='delete']:has-text('undone by')")
@@ -289,23 +343,52 @@ def test_label_flow_end_to_end(live, browser, tmp_path):
     page.wait_for_selector("main h1:has-text('To label')")
     assert page.locator(f"tr[data-query-id='{query_id}']").count() == 0
 
-    # Phone width: the log reads without sideways scrolling.
-    page.set_viewport_size({"width": 390, "height": 844})
+    # Phone width: no page scrolls sideways, the chart labels stay readable.
+    page.set_viewport_size(PHONE)
+    pages = [
+        ("queries", f"#queries tr[data-query-id='{query_id}']"),
+        (f"query/{query_id}", "#query-contexts .passage"),
+        (f"label/q/{query_id}", "#label-form"),
+        ("golden", f"#golden-cases tr[data-case-id='{case_id}']"),
+        ("audits", "#audit-list"),
+        (f"audit/{first_audit}", "#audit-summary"),
+        (f"case/{first_audit}/{case_id}", "#case-question"),
+    ]
+    for route, ready in pages:
+        page.goto(f"{live.url}/ui#/{route}")
+        page.wait_for_selector(ready)
+        assert_fits(page, route)
+        if route.startswith("audit/"):
+            assert_readable_plots(page)
+            page.screenshot(path=str(tmp_path / "phone-audit.png"), full_page=True)
+        elif route.startswith("label/"):
+            assert page.locator("label[for=unanswerable]").evaluate(ONE_BOX_JS), "the Unanswerable box overflows"
+            page.screenshot(path=str(tmp_path / "phone-label.png"))
     page.goto(f"{live.url}/ui#/queries")
     page.wait_for_selector(f"#queries tr[data-query-id='{query_id}']")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 392
+    page.fill("#ask-question", QUESTION)
+    page.click("#ask-form button[type=submit]")
+    page.wait_for_selector("#ask-sources")
+    assert_fits(page, "the ask result")
     page.screenshot(path=str(tmp_path / "phone.png"))
 
     assert_clean(foreign, errors)
-    for name in ("querylog", "label", "label-error", "audit", "case", "compare", "golden-edit", "golden", "phone"):
+    shots = ("querylog", "ask", "label", "label-error", "audit", "case", "compare", "golden-edit", "golden", "phone")
+    for name in (*shots, "phone-label", "phone-audit"):
         check_screenshot(tmp_path / f"{name}.png")
-    for name in ("label", "audit", "case", "golden"):  # the README's pictures
+    for name in ("ask", "label", "audit", "case", "golden"):  # the README's pictures
         keep(tmp_path / f"{name}.png")
     page.close()
 
 
 def test_experiments_panel(live, browser, tmp_path):
-    """Experiments: the prefilled variants (baseline, top_k, fusion) on a pasted golden set -> the table."""
+    """Experiments: the prefilled variants (baseline, top_k, fusion) and one of top_k 1 on a pasted golden set ->
+    the table; a case top_k 1 breaks (its source ranks below 1) opens as each variant ran it."""
+    # A case whose source the service ranks below the first place, at its first document other than the top one:
+    # the baseline retrieves it, top_k = 1 cannot.
+    got = live.http.post("/v1/query", json={"question": QUESTION, "generate": False}, headers={"X-API-Key": "docs-key"})
+    ranked = [c["doc_id"] for c in got.json()["contexts"]]
+    second = next(d for d in ranked if d != ranked[0])
     page, foreign, errors = watched_page(browser, live.url)
     page.goto(f"{live.url}/ui")
     page.fill("#api-key", "docs-key")
@@ -319,6 +402,7 @@ def test_experiments_panel(live, browser, tmp_path):
     cases = [
         {"id": "pdf", "question": QUESTION, "expected": [{"doc_id": "docs/ingesting.md"}]},
         {"id": "golden", "question": "What is a golden set?", "expected": [{"doc_id": "docs/evaluation.md"}]},
+        {"id": "second", "question": QUESTION, "expected": [{"doc_id": second}]},
     ]
     page.fill("#exp-golden", "\n".join(json.dumps(c) for c in cases))
     # A bad variant is refused inline with the server's code; fixed, the experiment runs.
@@ -327,6 +411,8 @@ def test_experiments_panel(live, browser, tmp_path):
     page.wait_for_selector("#exp-error [role=alert]:has-text('invalid_variant')")
     assert "variants[2]" in page.inner_text("#exp-error")
     page.fill("#exp-variant-3", variants[2])
+    page.click("#exp-add-variant")
+    page.fill("#exp-variant-4", 'name = "top1"\n[retrieval]\ntop_k = 1\n')
     page.screenshot(path=str(tmp_path / "experiment-form.png"), full_page=True)
     page.click("#exp-run")
     page.wait_for_selector("#experiment-table", timeout=120_000)
@@ -335,13 +421,72 @@ def test_experiments_panel(live, browser, tmp_path):
     row = page.locator("#experiment-table tr[data-metric='ndcg@10']")
     winner = row.locator("td.winner").inner_text()
     assert winner in ("baseline", "top10", "rrf-k60", "inconclusive"), winner
-    assert page.locator("#experiment-variants tr[data-variant]").count() == 3
+    assert page.locator("#experiment-variants tr[data-variant]").count() == 4
     assert "top10 vs baseline" in page.inner_text("#experiment-flipped")
-    assert "2 cases" in page.inner_text("#experiment-summary")
+    assert "3 cases" in page.inner_text("#experiment-summary")
     page.screenshot(path=str(tmp_path / "experiment.png"), full_page=True)
+    experiment_url = page.url
+
+    # Phone width: the experiment's table is a card per metric, no scrolling sideways, in its box or the page.
+    page.set_viewport_size(PHONE)
+    assert_fits(page, "the experiment")
+    assert page.locator("#experiment-table").evaluate(ONE_BOX_JS), "the experiment table overflows"
+    assert page.locator("#experiment-table").evaluate("t => t.parentElement.scrollWidth <= t.parentElement.clientWidth")
+    assert page.locator("#experiment-table td[data-label='top1']").first.is_visible()
+    page.screenshot(path=str(tmp_path / "phone-experiment.png"), full_page=True)
+
+    # The flipped case is a link: the case as top1 ran it (its source lost below the cut), then as the baseline did.
+    flip = page.locator("#experiment-flipped li[data-case-id='second'] a.case-link")
+    assert "retrieved → retrieval_miss" in page.inner_text("#experiment-flipped li[data-case-id='second']")
+    flip.click()
+    page.wait_for_selector("#case-question")
+    assert page.inner_text("#case-question") == QUESTION and "/case/top1/second" in page.url
+    assert second in page.inner_text("#case-expected") and "lost" in page.inner_text("#case-expected")
+    assert_fits(page, "an experiment's case")
+    page.locator("#case-variants a:text-is('baseline')").click()
+    page.wait_for_selector("#case-variants b:text-is('baseline')")
+    assert "shown at #" in page.inner_text("#case-expected")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.screenshot(path=str(tmp_path / "experiment-case.png"), full_page=True)
+    page.set_viewport_size(PHONE)
+    page.click("nav a[data-page=experiments]")
+    page.wait_for_selector("#experiment-list")
+    assert_fits(page, "experiments")
+    page.goto(experiment_url)
 
     assert_clean(foreign, errors)
-    for name in ("experiment-form", "experiment"):
+    for name in ("experiment-form", "experiment", "phone-experiment", "experiment-case"):
         check_screenshot(tmp_path / f"{name}.png")
     keep(tmp_path / "experiment.png")
+    page.close()
+
+
+def test_query_page_feedback_and_sign_out(live, browser):
+    """A logged query's page: the cited contexts marked; feedback saved replaces "None yet." with the list; signing
+    out hides the button again."""
+    asked = live.http.post("/v1/query", json={"question": QUESTION}, headers={"X-API-Key": "docs-key"}).json()
+    cited = sorted(c["number"] for c in asked["citations"])
+    assert cited
+    page, foreign, errors = watched_page(browser, live.url)
+    page.goto(f"{live.url}/ui")
+    page.fill("#api-key", "docs-key")
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("#ask-form")
+    page.goto(f"{live.url}/ui#/query/{asked['query_id']}")
+    page.wait_for_selector("#query-contexts .passage")
+    ranks = "els => els.map((e) => e.dataset.rank)"
+    badged = page.locator("#query-contexts .passage:has(.cited-badge)").evaluate_all(ranks)
+    assert sorted(int(x) for x in badged) == cited
+    assert page.locator("#query-sources > li").count() == len(cited)
+    assert page.inner_text("#feedback-list") == "None yet."
+    page.fill("#fb-comment", "misses the report")
+    page.click("button:has-text('▼ Wrong')")
+    page.wait_for_selector("main .ok:has-text('Feedback saved.')")
+    page.wait_for_selector("#feedback-list li:has-text('misses the report')")
+    assert "None yet." not in page.inner_text("main")
+
+    page.click("#signout")
+    page.wait_for_selector("#signin-form")
+    assert page.is_hidden("#signout")
+    assert_clean(foreign, errors)
     page.close()
