@@ -15,6 +15,7 @@ and loses nothing: what it had written is removed again, so its previous version
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -29,10 +30,12 @@ from ingest.documents import Document
 from ingest.identity import Owners, discover, same_owner, shown, sync_scope, views
 from ingest.isolation import IsolatedParser
 from ingest.points import embed_text, index_key, point_ids
-from ingest.report import FileFailed, FileResult, FileStopped, IngestReport, Progress, Stop
+from ingest.report import DiskFull, FileFailed, FileResult, FileStopped, IngestReport, Progress, Stop
 from ingest.writing import ChunkWriter, DocWork
 
 log = logging.getLogger("rag.ingest")
+
+BYTES_PER_CHUNK = 16 * 1024  # what writing one chunk may take on disk: ~6.6 KB measured (guides/scaling.md), x2.5
 
 
 class Ingestor:
@@ -56,7 +59,28 @@ class Ingestor:
             bm25_stats={**(existing.bm25_stats if existing is not None else {}), "pinned": pinned},
         )
         self._index_key = index_key(self.spec)
-        self.writer = ChunkWriter(self.store, self.embedder, bm25, self.settings.ingest_batch_chunks)
+        self.writer = ChunkWriter(
+            self.store, self.embedder, bm25, self.settings.ingest_batch_chunks, check_space=self.check_space
+        )
+
+    def check_space(self, n_chunks: int = 0) -> None:
+        """Raise DiskFull when writing `n_chunks` would leave less than RAG_INGEST_MIN_FREE_MB free in the data dir
+        of an embedded store. Its files are memory-mapped: a write that finds the disk full kills the process
+        (SIGBUS) with no word of why, so the job stops before it, cleanly, with what it wrote whole."""
+        floor = self.settings.ingest_min_free_mb * 1e6
+        if floor <= 0 or self.settings.qdrant_url:
+            return
+        folder = Path(self.settings.data_dir).absolute()
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        free = shutil.disk_usage(folder).free
+        need = floor + n_chunks * BYTES_PER_CHUNK
+        if free < need:
+            raise DiskFull(
+                f"the disk holding the data dir has {free / 1e6:.1f} MB free; writing {n_chunks} more chunks needs "
+                f"{need / 1e6:.1f} MB (RAG_INGEST_MIN_FREE_MB={self.settings.ingest_min_free_mb:g} kept free). What "
+                "was written is whole: free some space and run the ingest again to finish"
+            )
 
     def _fit_avg_len(self, collection: str, files: list, parser: "IsolatedParser", report: IngestReport) -> dict:
         """BM25's avg_len: the setting's when set; else the collection's recorded one (a re-encode a stopped job
@@ -114,6 +138,7 @@ class Ingestor:
         parser = IsolatedParser(self.settings.parse_timeout_s, self.settings.parse_memory_mb)
         report = IngestReport(collection)
         try:
+            self.check_space()  # opening a new collection writes too
             parsed = self._fit_avg_len(collection, files, parser, report)
             self.store.ensure_collection(collection, self.spec)
             state = self.store.index_state(collection)

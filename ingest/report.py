@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from core.errors import RagError
+
 Progress = Callable[[str, int], None]  # (what, how many more): "files", "documents", "chunks"
 Stop = Callable[[], "str | None"]  # asked between files and batches: a reason to stop now, or None
 
@@ -66,3 +68,11 @@ class FileFailed(Exception):
 
 class FileStopped(Exception):
     """The job was asked to stop while this file was being written; its writes were rolled back."""
+
+
+class DiskFull(RagError):
+    """Too little free space in the data dir to write the next batch (RAG_INGEST_MIN_FREE_MB): the job stops
+    before the write, with what it wrote whole; a rerun with space again ends where a clean run does."""
+
+    code = "disk_full"
+    http_status = 507

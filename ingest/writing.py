@@ -27,8 +27,16 @@ class DocWork:
 class ChunkWriter:
     """Writes planned documents into a store with one embedder and one BM25 encoder."""
 
-    def __init__(self, store: Store, embedder: Embedder, bm25: Bm25Encoder, batch_chunks: int):
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        bm25: Bm25Encoder,
+        batch_chunks: int,
+        check_space: Callable[[int], None] | None = None,
+    ):
         self.store, self.embedder, self.bm25, self.batch_chunks = store, embedder, bm25, batch_chunks
+        self.check_space = check_space or (lambda n_chunks: None)  # raises DiskFull before a write that won't fit
 
     def write(self, collection: str, batch: list[DocWork], report: IngestReport, tick: Progress) -> None:
         """Embed the missing chunks of a batch of documents, write them, then drop the stale ones."""
@@ -63,6 +71,7 @@ class ChunkWriter:
         self.delete_stale(collection, works, report)
 
     def upsert(self, collection: str, todo: list[tuple[DocWork, int]], report, tick) -> list[str]:
+        self.check_space(len(todo))
         texts = [embed_text(w.doc, w.chunks[i]) for w, i in todo]
         vectors = self.embedder.encode(texts)
         points = [

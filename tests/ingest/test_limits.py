@@ -100,3 +100,32 @@ def test_a_stop_mid_file_rolls_it_back(tmp_path, settings, store, embedder):
     assert [(f.path, f.status) for f in report.files if f.status != "added"] == [("docs/zz-long.txt", "skipped")]
     assert chunks_of(store, "docs/zz-long.txt") == {}
     assert report.points == store.count("test") == report.chunks_embedded
+
+
+def test_too_little_free_disk_stops_before_a_write_with_disk_full(tmp_path, settings, store, embedder, monkeypatch):
+    """RAG_INGEST_MIN_FREE_MB: a batch that would leave less free is not written; what was written stays whole
+    (the disk really filling: tests/service/test_fault_disk.py)."""
+    import shutil
+    from collections import namedtuple
+
+    import pytest
+
+    from ingest.report import DiskFull
+
+    docs = make_folder(tmp_path)
+    (docs / "zz-long.txt").write_text("\n\n".join(f"Paragraph {i} is about bridges." for i in range(2000)))
+    usage = namedtuple("usage", "total used free")
+    writes = []
+    real = store.upsert
+
+    def upsert(name, points):  # the disk "fills" after two batches
+        writes.append(len(points))
+        real(name, points)
+
+    monkeypatch.setattr(store, "upsert", upsert)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**12, 0, 10**12 if len(writes) < 2 else 60 * 10**6))
+    small = settings.model_copy(update={"ingest_batch_chunks": 8})
+    with pytest.raises(DiskFull) as caught:
+        Ingestor(small, store, embedder).run([docs], "test")
+    assert caught.value.code == "disk_full" and "60.0 MB free" in str(caught.value)
+    assert len(writes) == 2 and store.count("test") == sum(writes)  # no write after the check said no
