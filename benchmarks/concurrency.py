@@ -13,10 +13,11 @@
 `load` copies --data-dir to a temporary folder (the embedded store has one owner; the original is never
 served), starts the service on it on a free loopback port, warms it with 20 SciFact *train* questions, then
 for each mode (retrieval: generate=false; default: the default query, extractive answer, top_k 5) and each
-concurrency c sends the 300 SciFact test questions from c client threads (each with its own keep-alive
-connection), bounded by --requests and --seconds per run. It prints one JSON document (the machine, the load
-average before and after, every run's requests/s, p50/p95/p99, errors) and a markdown table. The clients run
-on the same machine as the service, so they take some CPU too.
+concurrency c sends --requests questions from c client threads (each with its own keep-alive connection),
+bounded by --seconds per run: the SciFact test questions, then train's, each level its own (the service
+remembers a question's vector, so a question asked again would be cheaper). It prints one JSON document (the
+machine, the load average before and after, every run's requests/s, p50/p95/p99, errors) and a markdown table.
+The clients run on the same machine as the service, so they take some CPU too.
 
 `agreement` opens a copy of the store in-process, retrieves each SciFact test question's contexts, and runs
 the extractive selection twice: exhaustive (every sentence embedded, the old behaviour) and bounded (the
@@ -178,9 +179,20 @@ def load(args) -> dict:
         result["load_avg_before"] = os.getloadavg()
         for mode in args.modes.split(","):
             run_level(url, MODES[mode], train[:20], 2, 20, 120, server.pid)  # warm-up, questions not measured
+            # Each level asks questions no earlier level asked (the service remembers question vectors):
+            # the test questions first, then train's beyond the warm-up ones.
+            pool, levels = test + train[20:], [int(x) for x in args.levels.split(",")]
             result["runs"][mode] = [
-                run_level(url, MODES[mode], test, c, args.requests, args.seconds, server.pid)
-                for c in (int(x) for x in args.levels.split(","))
+                run_level(
+                    url,
+                    MODES[mode],
+                    pool[k * args.requests :][: args.requests],
+                    c,
+                    args.requests,
+                    args.seconds,
+                    server.pid,
+                )
+                for k, c in enumerate(levels)
             ]
             print(json.dumps({mode: result["runs"][mode]}), file=sys.stderr)
         result["load_avg_after"] = os.getloadavg()
