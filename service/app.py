@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import __version__
@@ -73,6 +74,15 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         # path relative to it, any other absolute path its last part.
         message = scrub(str(exc), [settings.data_dir.absolute(), settings.data_dir.resolve(), TMP])
         return _error(exc.http_status, exc.code, message, headers=getattr(exc, "headers", None), **extra)
+
+    @app.exception_handler(OperationalError)
+    async def database_down(request: Request, exc: OperationalError):
+        # The job and query-log database is unreachable (restarting, a network cut): a 503 to retry, not a 500.
+        # The pool is pre-pinged, so the first request after it is back gets a fresh connection.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+        _count(request, "database_unavailable")
+        message = "the service's database is not answering; try again in a few seconds"
+        return _error(503, "database_unavailable", message, headers={"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

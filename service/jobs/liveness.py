@@ -27,6 +27,7 @@ class PgLiveness:
         self.db = db
         self._conn = None
         self._guard = threading.Lock()
+        self._lost = False  # logged once per loss, not at every check while the database is away
 
     def hold(self, replica: str) -> None:
         self.replica = replica
@@ -41,11 +42,18 @@ class PgLiveness:
                 self._conn.execute(text("SELECT 1"))
                 return True
             except Exception:
-                log.error("the replica's database session was lost; its running jobs stop")
+                if not self._lost:
+                    log.error("the replica's database session was lost; its running jobs stop")
+                self._lost = True
                 try:
-                    self._conn.invalidate()
+                    self._conn.invalidate()  # raises once it is closed (a failed earlier try): nothing to undo
                     self._conn.close()
+                except Exception:
+                    pass
+                try:
                     self.hold(self.replica)
+                    log.warning("the replica's database session is back; its lock is held again")
+                    self._lost = False
                 except Exception:
                     pass
                 return False

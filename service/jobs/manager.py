@@ -203,6 +203,8 @@ class JobManager:
         """The next job for a free worker of this process. The last free worker (of several) takes only a job
         of a key with none running, so one key's long jobs never hold every worker."""
         with self._claiming:
+            if not self.liveness.ok():  # the database connection was lost: the lock is taken again first
+                return None
             last = self.workers > 1 and self.workers - self._busy == 1
             job = claim(self.db, list(self.runners), self.replica, only_idle_owners=last)
             if job is not None:
@@ -240,15 +242,34 @@ class JobManager:
             tracker.max_chunks = self.settings.job_max_chunks
         ctx = context_of(job, self.staging_dir(job.id), tracker)
         values = execute(self.runners[job.kind], ctx, self.roots, live.progress)
+        again = values["reason"] == "lost_lock" and recovery.attempts(job.progress) + 1 < self.settings.job_max_attempts
+        if again:  # the database went away mid-job: queued again, as a gone replica's job is (recovery.sweep)
+            kept = {k: v for k, v in live.progress.items() if k == "total" or k.endswith("_total")}
+            values = dict(
+                status="queued", replica=None, progress={**kept, "attempts": recovery.attempts(job.progress) + 1}
+            )
         try:
-            with self.db.session() as s:
-                # Only if it is still ours: a replica that lost its lock may have seen the job marked interrupted.
-                s.execute(update(Job).where(Job.id == job.id, Job.replica == self.replica, Job.status == "running")
-                          .values(**values))  # fmt: skip
+            self._record_end(job.id, values)
         finally:
             self._live.pop(job.id, None)
-            self._remove_uploads(job.id)
+            if not again:
+                self._remove_uploads(job.id)
         self.prune()
+
+    def _record_end(self, job_id: str, values: dict) -> None:
+        """Write a job's end, retried while the database is unreachable (a job left `running` by a failed write
+        would stay so for as long as this replica lives: its lock is held, so no sweep takes it)."""
+        while True:
+            try:
+                with self.db.session() as s:
+                    # Only if it is still ours: a replica that lost its lock may have seen it marked interrupted.
+                    s.execute(update(Job).where(Job.id == job_id, Job.replica == self.replica, Job.status == "running")
+                              .values(**values))  # fmt: skip
+                return
+            except Exception as exc:
+                log.warning("job %s: its end (%s) not written yet: %s", job_id, values["status"], type(exc).__name__)
+                if self._stopping.wait(1.0):
+                    raise
 
     # --- recovery, retention, uploads -------------------------------------------------------------------------
 

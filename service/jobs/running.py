@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.errors import RagError
 from service.db import Database, Job
@@ -42,9 +43,12 @@ class Tracker:
     def flush(self, force: bool = False) -> None:
         if force or time.monotonic() - self.last["progress"] >= PROGRESS_EVERY_S:
             self.last["progress"] = time.monotonic()
-            with self.db.session() as s:
-                running = update(Job).where(Job.id == self.job_id, Job.status == "running")
-                s.execute(running.values(progress=dict(self.live.progress)))
+            try:
+                with self.db.session() as s:
+                    running = update(Job).where(Job.id == self.job_id, Job.status == "running")
+                    s.execute(running.values(progress=dict(self.live.progress)))
+            except SQLAlchemyError as exc:  # the database is unreachable: progress waits; `stop` decides
+                log.warning("job %s: progress not written (%s)", self.job_id, type(exc).__name__)
 
     def tick(self, what: str, n: int) -> None:
         progress = self.live.progress
@@ -67,8 +71,11 @@ class Tracker:
             self.last["cancel"] = time.monotonic()
             if not self.liveness.ok():
                 return "lost_lock"
-            with self.db.session(read_only=True) as s:
-                asked = s.scalar(select(Job.cancel).where(Job.id == self.job_id))
+            try:
+                with self.db.session(read_only=True) as s:
+                    asked = s.scalar(select(Job.cancel).where(Job.id == self.job_id))
+            except SQLAlchemyError:  # unreachable since `ok` above: asked again at the next check
+                return None
             if asked:
                 self.live.cancel.set()
                 return "cancelled"
