@@ -1,5 +1,6 @@
 """SIGKILL the service in the middle of an ingest job and of queries, start it again: the store opens, the
-job is reported interrupted, re-submitting it ends with exactly the chunks a clean run gives."""
+job is queued again and resumed (job_max_attempts), ending with exactly the chunks a clean run gives, nothing
+written before the kill embedded twice. Part of issue 20's fault suite (marker `fault`); `-s` prints the figures."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from core.settings import Settings
 from ingest.chunking import chunk_text
@@ -18,6 +20,8 @@ from ingest.parsers import parse_file
 from ingest.pipeline import Ingestor
 from tests.conftest import scifact_docs, write_corpus
 from tests.helpers.serving import free_port, wait_until_up
+
+pytestmark = pytest.mark.fault
 
 
 def _serve(data_dir, port):
@@ -35,6 +39,7 @@ def test_kill_during_ingest_job_and_queries(tmp_path, embedder):
     url = f"http://127.0.0.1:{port}"
     proc = _serve(data, port)
     stop = threading.Event()
+    sent: list[int | str] = []  # each query's status code, or its transport error's name
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
             job = http.post(
@@ -44,21 +49,24 @@ def test_kill_during_ingest_job_and_queries(tmp_path, embedder):
             def query_loop():  # queries in flight when the kill lands
                 while not stop.is_set():
                     try:
-                        httpx.post(
+                        r = httpx.post(
                             f"{url}/v1/query",
                             json={"question": "cancer", "collection": "sci", "generate": False},
                             timeout=5,
                         )
-                    except httpx.HTTPError:
-                        pass
+                        sent.append(r.status_code)
+                    except httpx.HTTPError as exc:
+                        sent.append(type(exc).__name__)
 
             threading.Thread(target=query_loop, daemon=True).start()
             deadline = time.monotonic() + 240
             while http.get(f"/v1/jobs/{job['id']}").json()["progress"]["chunks"] < 48:
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
+            killed_at = http.get(f"/v1/jobs/{job['id']}").json()["progress"]["chunks"]
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
+            time.sleep(1)  # the queries in flight meet the dead server
     finally:
         stop.set()
         if proc.poll() is None:
@@ -67,18 +75,14 @@ def test_kill_during_ingest_job_and_queries(tmp_path, embedder):
     proc = _serve(data, port)
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
-            assert http.get(f"/v1/jobs/{job['id']}").json()["status"] == "interrupted"
-            before = sum(d["chunks"] for d in http.get("/v1/collections/sci/documents").json())
-            again = http.post(
-                "/v1/collections/sci/documents", files=[("files", ("corpus.jsonl", corpus.read_bytes()))]
-            ).json()
+            # The restarted service finds its dead predecessor's job and runs it again (job_max_attempts 2).
             deadline = time.monotonic() + 300
-            while (state := http.get(f"/v1/jobs/{again['id']}").json())["status"] in ("queued", "running"):
+            while (state := http.get(f"/v1/jobs/{job['id']}").json())["status"] in ("queued", "running"):
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
-            assert state["status"] == "succeeded", state
-            assert 0 < before < state["report"]["points"]
-            assert state["report"]["chunks_embedded"] == state["report"]["points"] - before  # nothing redone
+            assert state["status"] == "succeeded" and state["progress"]["attempts"] == 1, state
+            before = state["report"]["points"] - state["report"]["chunks_embedded"]  # kept from the killed run
+            assert before >= killed_at  # nothing written before the kill was redone
             listed = http.get("/v1/collections/sci/documents").json()
     finally:
         proc.terminate()
@@ -89,4 +93,15 @@ def test_kill_during_ingest_job_and_queries(tmp_path, embedder):
     ingestor = Ingestor(settings, None, embedder)  # type: ignore[arg-type]  # ids only, no store
     docs = parse_file(corpus, "corpus.jsonl", 10**9)
     expected = sum(len(chunk_text(d.text, embedder, ingestor.chunker)) for d in docs)
-    assert sum(d["chunks"] for d in listed) == expected and len(listed) == len(docs)
+    stored = sum(d["chunks"] for d in listed)
+    errors = [s for s in sent if s != 200]
+    print(
+        f"\nSIGKILL mid-job: {len(sent)} queries sent, {len(errors)} not answered 200 "
+        f"({sorted(set(map(str, errors)))}: 404 before the collection's first batch, transport errors after the kill); "
+        f"{before} chunks kept (>= {killed_at} reported before the kill); the job resumed by the restarted "
+        f"service embedded {state['report']['chunks_embedded']}; "
+        f"{stored} chunks stored vs {expected} of a clean ingest, "
+        f"{len(listed)} of {len(docs)} documents"
+    )
+    assert stored == expected and len(listed) == len(docs)
+    assert not [s for s in sent if isinstance(s, int) and s >= 500]  # the kill gives transport errors, never a 5xx
