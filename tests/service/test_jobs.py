@@ -327,3 +327,29 @@ def test_scrub_removes_server_paths(tmp_path):
         scrub(msg, [root]) == "document id 'a.md' already belongs to 2023/a.md; see [Errno 2] 'x.pem' at http://h/x/y"
     )
     assert str(tmp_path) not in scrub(f"RuntimeError: cannot open {tmp_path}/other/f.txt", [root])
+
+
+def test_a_job_stopped_by_a_lost_database_session_is_queued_again_and_resumed(make_settings):
+    """The replica's database session lost mid-job (the database cut for real: test_fault_postgres.py): the job
+    stops (`lost_lock`), is queued again once the lock is held again, and runs to its end; the workers claim
+    nothing while the lock is lost."""
+    settings = make_settings(job_workers=1)
+    rec = Recorder()
+    jm = manager(settings, {"ingest": rec.hold})
+    real_ok, lost = jm.liveness.ok, threading.Event()
+    jm.liveness.ok = lambda: False if lost.is_set() else real_ok()
+    try:
+        job_id = jm.submit("ingest", "c", "key:A", progress={"files_total": 2})["id"]
+        assert rec.started.wait(10)
+        lost.set()
+        job = wait_for(jm, job_id, ("queued",))
+        assert job["progress"] == {"files_total": 2, "attempts": 1}
+        time.sleep(0.3)
+        assert jm.get(job_id)["status"] == "queued"  # not claimed while the lock is lost
+        rec.release.set()
+        lost.clear()
+        assert wait_for(jm, job_id)["report"] == {"done": True}
+        assert [r[0] for r in rec.runs].count(job_id) == 2
+    finally:
+        rec.release.set()
+        close(jm)
