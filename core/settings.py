@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -329,6 +329,26 @@ class Settings(BaseSettings):
     # Golden sets (issue 19): cases and their change history in the service database, shared by replicas
     golden_max_cases: int = Field(
         5000, gt=0, description="Cases in one collection's golden set; adding more is refused (409 golden_set_full)."
+    )
+    # Tracing (issue 19): OpenTelemetry spans in the OpenInference conventions (core/tracing.py), off by default.
+    otel_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices("otel_endpoint", "RAG_OTEL_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/HTTP endpoint (protobuf) to export traces to, e.g. Phoenix's http://127.0.0.1:6006 or "
+        "Langfuse's https://cloud.langfuse.com/api/public/otel; /v1/traces is appended unless it is there. "
+        "RAG_OTEL_ENDPOINT, else the standard OTEL_EXPORTER_OTLP_ENDPOINT. Unset = no tracing.",
+    )
+    otel_headers: SecretStr | None = Field(
+        None,
+        description="Headers for the exporter, 'k=v,k2=v2' (Langfuse: Authorization=Basic <base64 pk:sk>); unset: "
+        "the exporter reads OTEL_EXPORTER_OTLP_HEADERS.",
+    )
+    otel_service_name: str = Field("rag-why", description="service.name, and the Phoenix project the spans go to.")
+    otel_max_documents: int = Field(
+        10, ge=0, le=25, description="Documents listed per retrieval span (a span holds at most 128 attributes)."
+    )
+    otel_capture_content: bool = Field(
+        True, description="Questions, answers, messages and passages in the spans; false = ids, scores, counts only."
     )
 
     @field_validator("collection")

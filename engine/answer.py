@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol, Sequence
 
+from core import tracing
 from engine.generation.citations import CITATION, check_citations
 from engine.generation.llm import GenerationError
 from engine.generation.prompt import DECLINE
@@ -76,6 +77,20 @@ def finish(raw: str, contexts: Sequence[Context], generator: str) -> Generation:
     return Generation(generator, checked.text, citations, checked.invalid, is_decline(checked.text))
 
 
+def _query_attributes(result: AnswerResult, history: Sequence[Turn] | None) -> dict:
+    """The root span of a query: the question as asked, the answer, what was searched."""
+    gen = result.generation
+    return {
+        tracing.INPUT: result.question,
+        tracing.OUTPUT: gen.answer if gen else None,
+        "rag.collection": result.collection,
+        "rag.query": result.rewrite.query if result.rewrite else None,
+        "rag.history_turns": len(history or ()),
+        "rag.contexts": len(result.retrieval.contexts),
+        "metadata": {"timings_ms": result.timings_ms},
+    }
+
+
 def is_decline(answer: str) -> bool:
     """The answer declines: it says the decline sentence and nothing else of substance. An answer that holds the
     decline sentence beside a made-up answer ("The sources do not contain the answer. But it is 42.") is an
@@ -105,7 +120,12 @@ class Answerer:
             return None
         if not rewrite or self.rewriter is None:
             return unchanged(question, "off", "rewriting is off: the last user turn alone is searched")
-        return self.rewriter.rewrite(collection, question, history, params)
+        with tracing.span("rewrite", tracing.CHAIN) as sp:
+            rw = self.rewriter.rewrite(collection, question, history, params)
+            if sp.recording:
+                sp.set({tracing.INPUT: question, tracing.OUTPUT: rw.query, "rag.rewrite.method": rw.method})
+                sp.set({"rag.rewrite.standalone": rw.standalone, "rag.rewrite.reason": rw.reason})
+        return rw
 
     def ask(
         self,
@@ -118,20 +138,57 @@ class Answerer:
     ) -> AnswerResult:
         """Answer `question`; with `history` (the turns before it) the rewrite stage decides what is searched."""
         t0 = time.perf_counter()
-        rw = self.rewrite(collection, question, history, params, rewrite)
-        query = rw.query if rw else question
-        retrieval = self.retriever.retrieve(collection, query, params)
-        timings = ({"rewrite": rw.ms} if rw else {}) | dict(retrieval.timings_ms)
-        generation = None
-        if generate:
-            t = time.perf_counter()
-            generation = self.generate(query, retrieval.contexts)
-            timings["generation"] = round((time.perf_counter() - t) * 1000, 3)
-        timings["total"] = round((time.perf_counter() - t0) * 1000, 3)
-        return AnswerResult(question, collection, retrieval, generation, timings, rw)
+        with tracing.span("rag.query", tracing.CHAIN) as root:
+            rw = self.rewrite(collection, question, history, params, rewrite)
+            query = rw.query if rw else question
+            retrieval = self.retriever.retrieve(collection, query, params)
+            timings = ({"rewrite": rw.ms} if rw else {}) | dict(retrieval.timings_ms)
+            generation = None
+            if generate:
+                t = time.perf_counter()
+                generation = self.generate(query, retrieval.contexts)
+                timings["generation"] = round((time.perf_counter() - t) * 1000, 3)
+            timings["total"] = round((time.perf_counter() - t0) * 1000, 3)
+            result = AnswerResult(question, collection, retrieval, generation, timings, rw)
+            if root.recording:
+                root.set(_query_attributes(result, history))
+        return result
 
     def generate(self, question: str, contexts: list[Context]) -> Generation:
         """Answer from these contexts; generator failures are returned in `error`, not raised."""
+        with tracing.span("generate", tracing.LLM) as sp:
+            generation = self._generate(question, contexts)
+            if sp.recording:
+                sp.set(self._llm_attributes(question, contexts, generation))
+        return generation
+
+    def _llm_attributes(self, question: str, contexts: list[Context], g: Generation) -> dict:
+        """OpenInference's LLM span: the model, the messages an endpoint was sent, the answer, the token counts
+        (null counts left out: unknown)."""
+        u = g.usage
+        attrs = {
+            "llm.model_name": getattr(self.generator, "model", None) or self.generator.name,
+            "llm.system": "openai" if hasattr(self.generator, "prompt_messages") else None,
+            tracing.INPUT: question,
+            tracing.OUTPUT: g.answer,
+            "llm.token_count.prompt": u.prompt_tokens if u else None,
+            "llm.token_count.completion": u.completion_tokens if u else None,
+            "llm.token_count.total": u.total_tokens if u else None,
+            "rag.usage.source": u.source if u else None,
+            "rag.usage.tokenizer": u.tokenizer if u else None,
+            "rag.generator": g.generator,
+            "rag.declined": g.declined,
+            "rag.cited": [c.number for c in g.citations],
+            "rag.error": g.error["code"] if g.error else None,
+        }
+        prompt = getattr(self.generator, "prompt_messages", None)
+        if prompt is not None and contexts:
+            attrs.update(tracing.messages("llm.input_messages", prompt(question, sources_of(contexts))))
+        if g.answer is not None:
+            attrs.update(tracing.messages("llm.output_messages", [{"role": "assistant", "content": g.answer}]))
+        return attrs
+
+    def _generate(self, question: str, contexts: list[Context]) -> Generation:
         if not contexts:
             return Generation(self.generator.name, DECLINE, declined=True, usage=Usage.none())
         counted = getattr(self.generator, "generate_counted", None)  # a generator that cannot count: unknown
@@ -155,37 +212,53 @@ class Answerer:
         rewrite: bool = True,
     ) -> Iterator[tuple[str, object]]:
         """Events: ("retrieval", RetrievalResult), ("token", str)..., then ("final", AnswerResult)."""
-        t0 = time.perf_counter()
-        rw = self.rewrite(collection, question, history, params, rewrite)
-        asked, question = question, (rw.query if rw else question)
-        retrieval = self.retriever.retrieve(collection, question, params)
-        yield "retrieval", retrieval
-        t = time.perf_counter()
-        pieces: list[str] = []
-        generation: Generation
-        if not retrieval.contexts:
-            generation = Generation(self.generator.name, DECLINE, declined=True, usage=Usage.none())
-            yield "token", DECLINE
-        else:
-            usage = Usage.unknown()
-            streamer = getattr(self.generator, "stream_counted", None) or self.generator.stream
-            try:
-                for piece in streamer(question, sources_of(retrieval.contexts)):
-                    if isinstance(piece, Usage):  # the counts come last
-                        usage = piece
-                        continue
-                    pieces.append(piece)
-                    yield "token", piece
-                generation = finish("".join(pieces), retrieval.contexts, self.generator.name)
-                generation.usage = usage
-            except GenerationError as exc:
-                generation = Generation(
-                    self.generator.name,
-                    answer="".join(pieces) or None,
-                    error={"code": exc.code, "message": str(exc)},
-                    usage=Usage.unknown(),
-                )
-        timings = ({"rewrite": rw.ms} if rw else {}) | dict(retrieval.timings_ms)
-        timings["generation"] = round((time.perf_counter() - t) * 1000, 3)
-        timings["total"] = round((time.perf_counter() - t0) * 1000, 3)
-        yield "final", AnswerResult(asked, collection, retrieval, generation, timings, rw)
+        # Traced with spans started and ended here, never current across a yield (the consumer may resume this
+        # generator on another thread, in another context); a stream dropped mid-way still ends them.
+        root, llm = tracing.start("rag.query", tracing.CHAIN), tracing.OFF
+        try:
+            t0 = time.perf_counter()
+            with tracing.current(root):
+                rw = self.rewrite(collection, question, history, params, rewrite)
+                asked, question = question, (rw.query if rw else question)
+                retrieval = self.retriever.retrieve(collection, question, params)
+            yield "retrieval", retrieval
+            t = time.perf_counter()
+            llm = tracing.start("generate", tracing.LLM, parent=root)
+            pieces: list[str] = []
+            generation: Generation
+            if not retrieval.contexts:
+                generation = Generation(self.generator.name, DECLINE, declined=True, usage=Usage.none())
+                yield "token", DECLINE
+            else:
+                usage = Usage.unknown()
+                streamer = getattr(self.generator, "stream_counted", None) or self.generator.stream
+                try:
+                    for piece in streamer(question, sources_of(retrieval.contexts)):
+                        if isinstance(piece, Usage):  # the counts come last
+                            usage = piece
+                            continue
+                        pieces.append(piece)
+                        yield "token", piece
+                    generation = finish("".join(pieces), retrieval.contexts, self.generator.name)
+                    generation.usage = usage
+                except GenerationError as exc:
+                    generation = Generation(
+                        self.generator.name,
+                        answer="".join(pieces) or None,
+                        error={"code": exc.code, "message": str(exc)},
+                        usage=Usage.unknown(),
+                    )
+            if llm.recording:
+                llm.set(self._llm_attributes(question, retrieval.contexts, generation))
+            llm.end()
+            llm = tracing.OFF
+            timings = ({"rewrite": rw.ms} if rw else {}) | dict(retrieval.timings_ms)
+            timings["generation"] = round((time.perf_counter() - t) * 1000, 3)
+            timings["total"] = round((time.perf_counter() - t0) * 1000, 3)
+            result = AnswerResult(asked, collection, retrieval, generation, timings, rw)
+            if root.recording:
+                root.set(_query_attributes(result, history))
+            yield "final", result
+        finally:
+            llm.end()
+            root.end()

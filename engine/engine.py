@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core import tracing
 from core.embedding import Embedder, get_embedder
 from core.errors import CollectionNotFoundError, InvalidRequestError
 from core.settings import Settings
@@ -32,7 +33,9 @@ class Engine:
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> "Engine":
-        """Load the models and open the store (unless one is given). Raises ConfigError, StoreLockedError."""
+        """Load the models and open the store (unless one is given). Raises ConfigError, StoreLockedError.
+        Tracing follows the settings (core/tracing.py: on when otel_endpoint is set)."""
+        tracing.configure(settings)
         store = store or open_store(settings)
         try:
             embedder = get_embedder(settings)

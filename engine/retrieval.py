@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from core import tracing
 from core.embedding import Embedder
 from core.errors import InvalidRequestError
 from core.sparse import Bm25Encoder
@@ -76,25 +77,58 @@ class Retriever:
         ("rerank_unavailable") when rerank is asked for and no reranker is configured."""
         if p.rerank and self.reranker is None:
             raise InvalidRequestError("rerank_unavailable", "no reranker is configured (set RAG_RERANK_MODEL)")
+        with tracing.span("retrieve", tracing.RETRIEVER) as root:
+            result = self._retrieve(collection, question, p)
+            if root.recording:
+                root.set({tracing.INPUT: question, "rag.collection": collection, "metadata": p.describe()})
+                root.set(tracing.documents("retrieval.documents", _docs(result.contexts)))
+        return result
+
+    def _retrieve(self, collection: str, question: str, p: RetrievalParams) -> RetrievalResult:
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        dense = self.embedder.encode_query(question) if p.mode in ("hybrid", "dense") else None
+        with tracing.span("embed", tracing.EMBEDDING) as sp:
+            dense = self.embedder.encode_query(question) if p.mode in ("hybrid", "dense") else None
+            if sp.recording:
+                sp.set({"embedding.model_name": self.embedder.name, "embedding.embeddings.0.embedding.text": question})
         timings["embed"] = _ms(t)
         sparse = self.bm25.embed_query(question) if p.mode in ("hybrid", "sparse") else None
 
         names, requests = stage_requests(p, dense, sparse)
         t = time.perf_counter()
+        t_ns = time.time_ns()
         results = self.store.query_batch(collection, requests)
         timings["search"] = _ms(t)
         stages = {n: _stage(n, r) for n, r in zip(names, results)}
         ranked, payloads = self._existing(
             collection, stages["fused" if p.mode == "hybrid" else p.mode].hits, p.final_limit
         )
+        if tracing.enabled():  # the stages ran in one batch: each span has the batch's start and end
+            end_ns = t_ns + int(timings["search"] * 1e6)
+            texts = {cid: pl.get("text") for cid, pl in payloads.items()}
+            for name in names:
+                attrs = {tracing.INPUT: question, "rag.stage": name, "rag.batched": len(names) > 1}
+                if name == "fused":
+                    attrs["rag.fusion"] = p.fusion
+                attrs.update(tracing.documents("retrieval.documents", _hits(stages[name].hits, texts)))
+                tracing.record("fusion" if name == "fused" else name, tracing.RETRIEVER, t_ns, end_ns, attrs)
         if p.rerank:
             t = time.perf_counter()
-            scores = self.reranker.score(question, [payloads[cid]["text"] for cid, _, _ in ranked])
-            order = sorted(range(len(ranked)), key=lambda i: -scores[i])
-            ranked = [(ranked[i][0], ranked[i][1], scores[i]) for i in order]
+            with tracing.span("rerank", tracing.RERANKER) as sp:
+                scores = self.reranker.score(question, [payloads[cid]["text"] for cid, _, _ in ranked])
+                order = sorted(range(len(ranked)), key=lambda i: -scores[i])
+                before, ranked = ranked, [(ranked[i][0], ranked[i][1], scores[i]) for i in order]
+                if sp.recording:
+                    texts = {cid: pl.get("text") for cid, pl in payloads.items()}
+                    sp.set(
+                        {
+                            "reranker.query": question,
+                            "reranker.model_name": getattr(self.reranker, "name", None),
+                            "reranker.top_k": p.top_k,
+                            **tracing.documents("reranker.input_documents", _hits(before, texts)),
+                            **tracing.documents("reranker.output_documents", _hits(ranked, texts)),
+                        }
+                    )
             stages["rerank"] = StageList("rerank", ranked)
             timings["rerank"] = _ms(t)
 
@@ -144,6 +178,23 @@ class Retriever:
         return ranked, payloads
 
 
+def _docs(contexts: list[Context]):
+    """Contexts as tracing's documents: chunk id, score, text, the document and its stage ranks."""
+    for c in contexts:
+        meta = {
+            "doc_id": c.doc_id,
+            "title": c.title,
+            "rank": c.rank,
+            "stages": {n: h.rank for n, h in c.stages.items()},
+        }
+        yield c.chunk_id, c.score, c.text, meta
+
+
+def _hits(hits: list[tuple[str, str, float]], texts: dict[str, str | None]):
+    for rank, (cid, doc_id, score) in enumerate(hits, 1):
+        yield cid, score, texts.get(cid), {"doc_id": doc_id, "rank": rank}
+
+
 def stage_requests(p: RetrievalParams, dense, sparse, with_payload=STAGE_FIELDS) -> tuple[list[str], list[QuerySpec]]:
     """The stage names and their Qdrant requests, run in one batch: sparse and dense candidates (those given),
     and in hybrid mode their fusion, as long as the candidate lists so the audit sees what fusion ranked low."""
@@ -154,10 +205,19 @@ def stage_requests(p: RetrievalParams, dense, sparse, with_payload=STAGE_FIELDS)
             requests.append(QuerySpec(**{name: vec}, limit=p.candidates, filters=p.filters, with_payload=with_payload))
     if p.mode == "hybrid":
         names.append("fused")
-        requests.append(QuerySpec(
-            dense=dense, sparse=sparse, fusion=p.fusion, rrf_k=p.rrf_k, weights=p.weights, limit=p.candidates,
-            candidates=p.candidates, filters=p.filters, with_payload=with_payload,
-        ))
+        requests.append(
+            QuerySpec(
+                dense=dense,
+                sparse=sparse,
+                fusion=p.fusion,
+                rrf_k=p.rrf_k,
+                weights=p.weights,
+                limit=p.candidates,
+                candidates=p.candidates,
+                filters=p.filters,
+                with_payload=with_payload,
+            )
+        )
     return names, requests
 
 

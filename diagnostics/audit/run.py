@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from dataclasses import asdict, replace
 from typing import Callable, Iterable
 
+from core import tracing
 from core.store import Store
 from diagnostics.audit.attribution import LOST_STAGES, Evidence, Pipeline, StageRank, where_lost
 from diagnostics.audit.correctness import correctness, token_f1
@@ -131,8 +133,14 @@ class Auditor:
             ),
         )
         cases = []
+        session = uuid.uuid4().hex  # the audit's cases, one trace each, grouped as a session in Phoenix/Langfuse
         for case in golden.cases:
-            c = self._case(case, collection, params, ks, generate, ctx)
+            with tracing.span("audit.case", tracing.CHAIN) as sp:
+                c = self._case(case, collection, params, ks, generate, ctx)
+                if sp.recording:
+                    sp.set({"session.id": session, tracing.INPUT: case.question, tracing.OUTPUT: c["verdict"]})
+                    sp.set({"rag.case_id": case.id, "rag.collection": collection, "rag.verdict": c["verdict"]})
+                    sp.set({"metadata": {"metrics": c["metrics"], "lost": [x["stage"] for x in c["lost"]]}})
             c["lever"] = case_lever(c, config)
             cases.append(c)
             if progress:
@@ -407,7 +415,12 @@ class Auditor:
         scorer = self.scorer
         margin = getattr(scorer, "margin", 0.05)
         if g.answer and not g.declined and not g.error and scorer and shown:
-            scored = scorer.score_answer(g.answer, [c.text for c in shown])
+            with tracing.span("judge", tracing.EVALUATOR) as sp:
+                scored = scorer.score_answer(g.answer, [c.text for c in shown])
+                if sp.recording:
+                    sp.set({tracing.INPUT: g.answer, tracing.OUTPUT: scored["faithfulness"], "rag.judge": scorer.name})
+                    claims = [{"claim": c.claim, "supported": c.supported, "score": c.score} for c in scored["claims"]]
+                    sp.set({"rag.faithfulness": scored["faithfulness"], "metadata": {"claims": claims}})
             out["faithfulness"] = scored["faithfulness"]
             out["claims"] = [
                 {
@@ -419,7 +432,10 @@ class Auditor:
             ]
         if self.judge is not None:
             answer = None if (g.error or g.declined) else g.answer
-            out["judge"] = self.judge.judge(case.question, answer, [c.text for c in shown], case.answer)
+            with tracing.span("judge", tracing.EVALUATOR) as sp:
+                out["judge"] = self.judge.judge(case.question, answer, [c.text for c in shown], case.answer)
+                if sp.recording:
+                    sp.set({tracing.INPUT: answer, tracing.OUTPUT: out["judge"], "rag.judge": self.judge.name})
             faith = out["judge"].get("faithfulness", {})
             if "value" in faith:
                 v = faith["value"]

@@ -56,6 +56,10 @@ class LLMGenerator:
     def _messages(self, question: str, sources: Sequence[tuple[str, str]]) -> list[dict]:
         return build_messages(question, sources, self.fewshot, self.system)
 
+    def prompt_messages(self, question: str, sources: Sequence[tuple[str, str]]) -> list[dict]:
+        """The messages the endpoint is sent (the LLM span's llm.input_messages)."""
+        return self._messages(question, sources)
+
     def generate(self, question: str, sources: Sequence[tuple[str, str]]) -> str:
         """The answer text, reasoning removed (engine/prompts); raises GenerationError."""
         return self.generate_counted(question, sources)[0]
