@@ -92,10 +92,13 @@ class StoreLock:
 
 
 def guard(settings: Settings, db: Database) -> StoreLock | None:
-    """The start-up check: the layout, then, with the embedded store, this database's store lock (None with a
-    Qdrant server: replicas then share the server and need no such lock). Raises ConfigError."""
+    """The start-up check: the layout, then, with the embedded store and a database URL (one that replicas could
+    share), this database's store lock (None with a Qdrant server: replicas then share the server and need no
+    such lock; None without a URL: see below). Raises ConfigError."""
     check_layout(settings)
-    if settings.qdrant_url is not None:
+    if settings.qdrant_url is not None or settings.database_url is None:
+        # With no database URL the database is a SQLite file in the data dir: one data dir, one store, and the
+        # store's own lock refuses a second process there (store_locked, naming the store and its owner).
         return None
     lock = StoreLock(db)
     lock.acquire()

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text, update
 
 from core.settings import Settings
@@ -265,8 +266,12 @@ def test_an_embedded_store_has_one_replica(make_settings, tmp_path):
     from core.errors import ConfigError
     from service.jobs import replicas
 
-    settings = make_settings()
-    db = Database(database_url(settings))
+    base = make_settings()
+    db = Database(database_url(base))
+    # Replicas share a database named by URL: on SQLite, the data dir's file named explicitly (without a URL
+    # the data dir's own store lock decides, test_api's test_serve_refuses_a_store_owned_by_another_process).
+    assert replicas.guard(base.model_copy(update={"database_url": None}), db) is None
+    settings = base.model_copy(update={"database_url": SecretStr(db.url.render_as_string(hide_password=False))})
     first = replicas.guard(settings, db)
     try:
         other = settings.model_copy(update={"data_dir": tmp_path / "other"})
@@ -279,9 +284,9 @@ def test_an_embedded_store_has_one_replica(make_settings, tmp_path):
     again = replicas.guard(settings, db)  # the first one has gone: the next one is alone
     again.release()
     with pytest.raises(ConfigError, match="RAG_QDRANT_URL"):
-        replicas.check_layout(settings.model_copy(update={"replicas": 2}))
-    served = settings.model_copy(update={"replicas": 2, "qdrant_url": "http://qdrant:6333"})
-    if settings.database_url is None:
+        replicas.check_layout(base.model_copy(update={"replicas": 2}))
+    served = base.model_copy(update={"replicas": 2, "qdrant_url": "http://qdrant:6333"})
+    if base.database_url is None:
         with pytest.raises(ConfigError, match="RAG_DATABASE_URL"):
             replicas.check_layout(served)
     else:
