@@ -69,3 +69,28 @@ def finish(live, job_id: str, key: str = "ka", timeout: float = 300) -> dict:
 
 def secret(url: str | None) -> SecretStr | None:
     return SecretStr(url) if url else None
+
+
+def docs_corpus(tmp: Path, embedder, scifact: int = 0, **overrides) -> Settings:
+    """Settings on a new data dir holding the project's docs/ (collection `docs`) and, with `scifact`, that many
+    SciFact abstracts (collection `scifact`), ingested by the real pipeline; `overrides` are more settings."""
+    from core.store import open_store
+    from ingest.pipeline import Ingestor
+    from tests.conftest import ROOT, scifact_docs, write_corpus
+
+    settings = Settings(data_dir=tmp / "data", collection="docs", _env_file=None, **overrides)
+    with open_store(settings) as store:
+        Ingestor(settings, store, embedder).run([ROOT / "docs"], "docs")
+        if scifact:
+            corpus = write_corpus(tmp / "c.jsonl", scifact_docs(scifact))
+            Ingestor(settings, store, embedder).run([corpus], "scifact")
+    return settings
+
+
+def serve_per_database(request, settings: Settings):
+    """A live server on `settings` with the database `request.param` names ("sqlite": the data dir's file;
+    "postgresql": the test database); for fixtures parametrized over both. Stopped after the test."""
+    url = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    server = LiveServer(settings.model_copy(update={"database_url": secret(url)}))
+    yield server
+    server.stop()

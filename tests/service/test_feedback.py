@@ -7,10 +7,7 @@ from __future__ import annotations
 import pytest
 
 from core.settings import Settings
-from core.store import open_store
-from ingest.pipeline import Ingestor
-from tests.conftest import ROOT, scifact_docs, write_corpus
-from tests.helpers.service import LiveServer, secret
+from tests.helpers.service import docs_corpus, serve_per_database
 
 KEYS = {"docs-key": ["docs"], "sci-key": ["scifact"], "admin": ["*"]}
 DOCS, SCI, ADMIN = ({"X-API-Key": k} for k in ("docs-key", "sci-key", "admin"))
@@ -18,20 +15,12 @@ DOCS, SCI, ADMIN = ({"X-API-Key": k} for k in ("docs-key", "sci-key", "admin"))
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, embedder) -> Settings:
-    tmp = tmp_path_factory.mktemp("fb")
-    settings = Settings(data_dir=tmp / "data", collection="docs", api_keys=KEYS, _env_file=None)
-    with open_store(settings) as store:
-        Ingestor(settings, store, embedder).run([ROOT / "docs"], "docs")
-        Ingestor(settings, store, embedder).run([write_corpus(tmp / "c.jsonl", scifact_docs(6))], "scifact")
-    return settings
+    return docs_corpus(tmp_path_factory.mktemp("fb"), embedder, scifact=6, api_keys=KEYS)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def live(request, corpus):
-    url = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    server = LiveServer(corpus.model_copy(update={"database_url": secret(url)}))
-    yield server
-    server.stop()
+    yield from serve_per_database(request, corpus)
 
 
 def ask(live, headers, question, collection):

@@ -12,12 +12,9 @@ import time
 import pytest
 
 from core.settings import Settings
-from core.store import open_store
-from ingest.pipeline import Ingestor
 from service.db import Database, database_url
 from service.labels import GoldenStore
-from tests.conftest import ROOT, scifact_docs, write_corpus
-from tests.helpers.service import LiveServer, secret
+from tests.helpers.service import docs_corpus, serve_per_database
 
 KEYS = {"docs-key": ["docs"], "sci-key": ["scifact"], "other-docs-key": ["docs"]}
 DOCS, SCI, OTHER = ({"X-API-Key": k} for k in ("docs-key", "sci-key", "other-docs-key"))
@@ -26,20 +23,12 @@ CAP = 5
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, embedder) -> Settings:
-    tmp = tmp_path_factory.mktemp("golden")
-    settings = Settings(data_dir=tmp / "data", collection="docs", api_keys=KEYS, golden_max_cases=CAP, _env_file=None)
-    with open_store(settings) as store:
-        Ingestor(settings, store, embedder).run([ROOT / "docs"], "docs")
-        Ingestor(settings, store, embedder).run([write_corpus(tmp / "c.jsonl", scifact_docs(6))], "scifact")
-    return settings
+    return docs_corpus(tmp_path_factory.mktemp("golden"), embedder, scifact=6, api_keys=KEYS, golden_max_cases=CAP)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def live(request, corpus):
-    url = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    server = LiveServer(corpus.model_copy(update={"database_url": secret(url)}))
-    yield server
-    server.stop()
+    yield from serve_per_database(request, corpus)
 
 
 def ask(live, headers, question, collection="docs"):

@@ -14,10 +14,8 @@ import time
 import pytest
 
 from core.settings import Settings
-from core.store import open_store
-from ingest.pipeline import Ingestor
 from tests.conftest import ROOT
-from tests.helpers.service import LiveServer, secret
+from tests.helpers.service import LiveServer, docs_corpus, serve_per_database
 
 CASES = [{"id": "q1", "question": "How are documents chunked?", "expected": [{"doc_id": "docs/ingesting.md"}]}]
 BASE = {"toml": 'name = "base"'}
@@ -25,19 +23,12 @@ BASE = {"toml": 'name = "base"'}
 
 @pytest.fixture(scope="module")
 def docs(tmp_path_factory, embedder) -> Settings:
-    tmp = tmp_path_factory.mktemp("i21")
-    settings = Settings(data_dir=tmp / "data", collection="docs", _env_file=None)
-    with open_store(settings) as store:
-        Ingestor(settings, store, embedder).run([ROOT / "docs"], "docs")
-    return settings
+    return docs_corpus(tmp_path_factory.mktemp("i21"), embedder)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def live(request, docs):
-    url = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    server = LiveServer(docs.model_copy(update={"database_url": secret(url)}))
-    yield server
-    server.stop()
+    yield from serve_per_database(request, docs)
 
 
 def raw(live, method: str, path: str, text: str):

@@ -15,17 +15,15 @@ import pytest
 from sqlalchemy import func, select, update
 
 from core.settings import Settings
-from core.store import open_store
-from ingest.pipeline import Ingestor
 from service.db import Database, database_url
 from service.db.querylog import Feedback, QueryRecord
 from service.querylog.candidates import score_candidate
 from service.querylog.capture import redact
 from service.querylog.log import QueryLog
 from service.querylog.rows import parse_since
-from tests.conftest import ROOT, run_rag, scifact_docs, write_corpus
+from tests.conftest import ROOT, run_rag
 from tests.helpers.llm_standin import StandIn
-from tests.helpers.service import LiveServer, secret
+from tests.helpers.service import LiveServer, docs_corpus, secret
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -36,12 +34,7 @@ def db_url(request):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, embedder) -> Settings:
     """docs/ in `docs` and a few SciFact abstracts in `scifact`, ingested once; each server copies it."""
-    tmp = tmp_path_factory.mktemp("ql")
-    settings = Settings(data_dir=tmp / "data", collection="docs", _env_file=None)
-    with open_store(settings) as store:
-        Ingestor(settings, store, embedder).run([ROOT / "docs"], "docs")
-        Ingestor(settings, store, embedder).run([write_corpus(tmp / "c.jsonl", scifact_docs(6))], "scifact")
-    return settings
+    return docs_corpus(tmp_path_factory.mktemp("ql"), embedder, scifact=6)
 
 
 @pytest.fixture
