@@ -16,6 +16,7 @@ from dataclasses import asdict
 from typing import Callable, Iterable
 
 from sqlalchemy import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.settings import Settings
 from service.db import Database
@@ -29,6 +30,9 @@ EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-
 NUMBER = re.compile(r"\+?\(?\d(?:[ ().\-/]{0,2}\d)+")
 MIN_REDACTED_DIGITS = 5
 WRITE_WAIT_S, WRITE_BATCH = 0.2, 200  # the query-log writer batches rows
+# Rows whose write met an unreachable database are held (in memory, oldest dropped past HOLD_MAX) and tried
+# again every RETRY_S: a database restart loses no logged query (tests/service/test_fault_postgres.py).
+RETRY_S, HOLD_MAX = 1.0, 20_000
 TOP_N = 10  # documents per stage kept in stage_tops, and compared for retriever agreement
 
 
@@ -143,6 +147,9 @@ class QueryWriter:
         self._pending: set[str] = set()
         self._cond = threading.Condition()
         self._last_purge = 0.0
+        self._held: list[dict] = []  # rows the database was unreachable for (the writer thread's own)
+        self._dropped = 0
+        self._next_retry = 0.0
         self._thread = threading.Thread(target=self._run, name="querylog", daemon=True)
         self._thread.start()
 
@@ -176,8 +183,11 @@ class QueryWriter:
                     self.purge()
                 except Exception:
                     log.exception("query-log purge failed")
+            if self._held and time.monotonic() >= self._next_retry:
+                self._next_retry = time.monotonic() + RETRY_S
+                self._retry_held()
             try:
-                item = self._queue.get(timeout=60)
+                item = self._queue.get(timeout=RETRY_S if self._held else 60)
             except queue.Empty:
                 continue
             if item is None:
@@ -207,26 +217,73 @@ class QueryWriter:
             except Exception:
                 log.exception("could not score query %s for the query log", row["id"])
             rows.append(storable_text(row))
+        if self._held:  # the database was away: these wait behind the held rows, in order
+            self._hold(rows)
+            return
         try:
-            groups: dict[tuple, list[dict]] = {}
-            for row in rows:  # one executemany per set of columns (a scored row has more)
-                groups.setdefault(tuple(sorted(row)), []).append(row)
-            with self.db.session() as s:
-                for group in groups.values():
-                    s.execute(insert(QueryRecord), group)
+            self._insert(rows)
+        except (OperationalError, InterfaceError) as exc:
+            if _unreachable(exc):
+                self._hold(rows, exc)
+                return
+            self._one_by_one(rows)
         except Exception:
             log.exception("could not write %d queries to the query log; writing them one by one", len(rows))
-            for row in rows:
-                try:
-                    with self.db.session() as s:
-                        s.add(QueryRecord(**row))
-                except Exception:
-                    log.exception("could not write query %s to the query log", row["id"])
-        finally:
-            with self._cond:
-                for row in rows:
-                    self._pending.discard(row["id"])
-                self._cond.notify_all()
+            self._one_by_one(rows)
+        self._done(row["id"] for row in rows)
+
+    def _insert(self, rows: list[dict]) -> None:
+        groups: dict[tuple, list[dict]] = {}
+        for row in rows:  # one executemany per set of columns (a scored row has more)
+            groups.setdefault(tuple(sorted(row)), []).append(row)
+        with self.db.session() as s:
+            for group in groups.values():
+                s.execute(insert(QueryRecord), group)
+
+    def _one_by_one(self, rows: list[dict]) -> None:
+        for row in rows:
+            try:
+                with self.db.session() as s:
+                    s.add(QueryRecord(**row))
+            except Exception:
+                log.exception("could not write query %s to the query log", row["id"])
+
+    def _hold(self, rows: list[dict], exc: BaseException | None = None) -> None:
+        if exc is not None and not self._held:
+            log.warning("query log: the database is unreachable (%s); holding rows to write when it is back", exc)
+        self._held.extend(rows)
+        if len(self._held) > HOLD_MAX:
+            gone, self._held = self._held[: len(self._held) - HOLD_MAX], self._held[-HOLD_MAX:]
+            self._dropped += len(gone)
+            log.error(
+                "query log: %d rows dropped while the database was unreachable (over %d held)", len(gone), HOLD_MAX
+            )
+            self._done(row["id"] for row in gone)
+
+    def _retry_held(self) -> None:
+        held = self._held
+        try:
+            self._insert(held)
+        except (OperationalError, InterfaceError) as exc:
+            if not _unreachable(exc):  # reachable, but some row is refused: each on its own
+                self._held = []
+                self._one_by_one(held)
+                self._done(row["id"] for row in held)
+            return
+        except Exception:
+            self._held = []
+            self._one_by_one(held)
+            self._done(row["id"] for row in held)
+            return
+        self._held = []
+        log.warning("query log: the database is back; %d held rows written", len(held))
+        self._done(row["id"] for row in held)
+
+    def _done(self, ids: Iterable[str]) -> None:
+        with self._cond:
+            for i in ids:
+                self._pending.discard(i)
+            self._cond.notify_all()
 
     def _score(self, row: dict, texts: list[str]) -> None:
         cheap = row["generator"] not in (None, "extractive")  # extractive answers copy context sentences
@@ -257,6 +314,20 @@ class QueryWriter:
         self.flush(timeout=10)
         self._queue.put(None)
         self._thread.join(timeout=10)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a database error means the database could not be reached (the connection refused, reset or
+    closed; SQLite locked), rather than a row it refused."""
+    if isinstance(exc, InterfaceError) or getattr(exc, "connection_invalidated", False):
+        return True
+    if isinstance(exc, OperationalError):
+        orig = getattr(exc, "orig", None)
+        state = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "diag", None), "sqlstate", None)
+        # PostgreSQL's class 08 (connection exception), 57P0x (admin/crash shutdown) and no SQLSTATE at all (the
+        # driver never reached a server); SQLite's OperationalError ("database is locked", "unable to open").
+        return state is None or str(state).startswith(("08", "57P"))
+    return False
 
 
 def new_query_id(state) -> str | None:

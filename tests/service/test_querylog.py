@@ -318,3 +318,24 @@ def test_llm_answers_are_scored_for_faithfulness_after_the_response(serve):
         assert top["id"] == q["query_id"] and "unsupported_claims" in top["signals"]
     finally:
         standin.close()
+
+
+def test_the_writer_holds_rows_only_while_the_database_is_unreachable():
+    """Rows meeting an unreachable database are held and written when it is back (the real cut:
+    tests/service/test_fault_postgres.py); a database that answers but refuses a row gets each row on its own."""
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+
+    from service.querylog.capture import _unreachable
+
+    refused = OperationalError("connect", {}, psycopg.OperationalError("connection refused"))  # no SQLSTATE
+    shutdown = OperationalError("insert", {}, psycopg.errors.lookup("57P01")("terminating connection"))
+    reset = OperationalError("insert", {}, psycopg.errors.lookup("08006")("connection failure"))
+    locked = OperationalError("insert", {}, sqlite3.OperationalError("database is locked"))
+    closed = InterfaceError("insert", {}, psycopg.InterfaceError("the connection is closed"))
+    assert all(_unreachable(e) for e in (refused, shutdown, reset, locked, closed))
+    full = OperationalError("insert", {}, psycopg.errors.lookup("53100")("could not extend file"))
+    duplicate = IntegrityError("insert", {}, psycopg.errors.lookup("23505")("duplicate key"))
+    assert not _unreachable(full) and not _unreachable(duplicate)
