@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections import OrderedDict
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -64,6 +66,9 @@ MAX_SENTENCES = 3
 MARGIN = 0.08  # sentences within this of the best one are kept too
 MAX_EMBEDDED = 8  # sentences embedded per answer, chosen lexically (see the module docstring)
 MAX_SCANNED = 400  # sentences looked at per answer, in rank order
+# Sentence vectors remembered across answers (384 floats each: ~30 MB): the passages a corpus is asked about
+# come back again and again, and their sentences are what an extractive answer costs (issue 18).
+SENTENCE_CACHE = 20_000
 BM25_K, BM25_B = 1.2, 0.75
 _HEADING = re.compile(r"^ {0,3}#{1,6}\s+(.*?)[\s#]*$")
 _TABLE_ROW = re.compile(r"^\s*\|")
@@ -161,6 +166,8 @@ class ExtractiveGenerator:
     ):
         self.embedder, self.bm25 = embedder, bm25
         self.max_embedded, self.max_scanned = max_embedded, max_scanned
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors_lock = threading.Lock()
         self.min_score, self.coverage_weight = min_score, coverage_weight
 
     def scored(self, question: str, sources: Sequence[tuple[str, str]]) -> list[tuple[int, str, float]]:
@@ -188,10 +195,27 @@ class ExtractiveGenerator:
         if self.max_embedded is not None and len(cands) > self.max_embedded:
             keep = lexical_preselect(q_terms, sent_terms, self.max_embedded, coverage)
         q_vec = self.embedder.encode_query(question)  # retrieval embedded the same question: a cache hit
-        cos = self.embedder.encode([cands[i][1] for i in keep]) @ q_vec
+        cos = self.sentence_vectors([cands[i][1] for i in keep]) @ q_vec
         w = self.coverage_weight
         scores = (1 - w) * cos + w * coverage[keep]
         return [(cands[i][0], cands[i][1], float(sc)) for i, sc in zip(keep, scores)]
+
+    def sentence_vectors(self, texts: list[str]) -> np.ndarray:
+        """The sentences' vectors: those embedded for an earlier answer remembered (the last SENTENCE_CACHE),
+        the rest embedded in one call."""
+        with self._vectors_lock:
+            known = {t: self._vectors[t] for t in texts if t in self._vectors}
+            for t in known:
+                self._vectors.move_to_end(t)
+        todo = [t for t in dict.fromkeys(texts) if t not in known]
+        if todo:
+            fresh = dict(zip(todo, self.embedder.encode(todo)))
+            known.update(fresh)
+            with self._vectors_lock:
+                self._vectors.update(fresh)
+                while len(self._vectors) > SENTENCE_CACHE:
+                    self._vectors.popitem(last=False)
+        return np.stack([known[t] for t in texts]) if texts else self.embedder.encode([])
 
     def select(self, question: str, sources: Sequence[tuple[str, str]]) -> list[tuple[int, str, float]]:
         """(source number, sentence, score) of the chosen sentences, in source order; empty = no answer."""

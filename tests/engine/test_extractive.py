@@ -174,3 +174,9 @@ def test_the_question_is_embedded_once_per_query(embedder):
     chosen = gen.select(question, [("Rover", DOC)])
     assert embedder.batching["requests"] == calls + 1  # the sentences, in one call; the question was not re-run
     assert chosen and "35 kilometres" in chosen[0][1]
+    # Another question over the same passage: its sentences' vectors are remembered, only the question is new.
+    again = gen.select("Who built the lunar rover, and when?", [("Rover", DOC)])
+    assert embedder.batching["requests"] == calls + 2
+    assert any("1971" in sentence for _, sentence, _ in again)
+    fresh = ExtractiveGenerator(embedder, Bm25Encoder.from_settings(Settings(_env_file=None)), max_scanned=None)
+    assert fresh.select("Who built the lunar rover, and when?", [("Rover", DOC)]) == again  # same choice, same scores
