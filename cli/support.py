@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import shlex
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from core.errors import RagError, StoreLockedError
 from core.settings import Settings
@@ -35,6 +37,30 @@ def errors(locked: Optional[Callable[[StoreLockedError], str]] = None) -> Iterat
     except RagError as exc:
         err.print(f"[bold red]error[/] ({exc.code}): {exc}")
         raise typer.Exit(EXIT_ERROR) from None
+    except Exception as exc:
+        if not disk_full(exc):
+            raise
+        # The store's owner file, its segments or the SQLite database met a full disk: one line, not a traceback.
+        what = escape(f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or str(exc).splitlines()[0]}")
+        err.print(
+            f"[bold red]error[/] (disk_full): no space left on the device holding the data dir ({what}); free "
+            "some space and run it again (an ingest rerun finishes what a stopped one wrote)"
+        )
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether an error (or what caused it) is a full disk: OSError ENOSPC, or SQLite's "database or disk is full"
+    (SQLITE_FULL), which SQLAlchemy wraps."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "database or disk is full" in str(exc):
+            return True
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return False
 
 
 @contextmanager

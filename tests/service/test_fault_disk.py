@@ -102,6 +102,11 @@ def test_disk_full_during_ingest_then_rerun_repairs(tmp_path, small_disk, embedd
 
     # 2. No guard, the disk filled to its last 64 KB: the store's memory-mapped writes meet a full disk.
     rc_raw, err_raw, batches_raw = ingest(corpus, data, filler_at=1, leave=64 * 1024, RAG_INGEST_MIN_FREE_MB="0")
+    # 2b. Started on a disk already full to the last byte: one clear line and exit 2, not a traceback (opening
+    # the store writes its owner file first).
+    fill(small_disk, 0)
+    rc_full, err_full, _ = ingest(corpus, data)
+    assert rc_full == 2 and "error (disk_full)" in err_full and "Traceback" not in err_full, err_full
     (small_disk / "filler").unlink()
     raw = len(stored(data))
 
