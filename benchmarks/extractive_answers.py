@@ -246,14 +246,16 @@ def run_selection(gen, items: list[dict]) -> list[dict]:
     return out
 
 
-def scored_best(gen, items: list[dict]) -> list[tuple[float | None, list[int]]]:
-    """Per question, at threshold 0: (best score, source numbers of the chosen sentences)."""
-    keep = gen.min_score
-    gen.min_score = -1.0
+def scored_best(gen, items: list[dict], holder=None, attr: str = "min_score") -> list[tuple[float | None, list[int]]]:
+    """Per question, with the decline threshold off: (best score, source numbers of the chosen sentences). The
+    threshold is `holder.attr`: the generator's min_score, or, for the before module, its constant MIN_SCORE."""
+    holder = gen if holder is None else holder
+    keep = getattr(holder, attr)
+    setattr(holder, attr, -1.0)
     try:
         res = run_selection(gen, items)
     finally:
-        gen.min_score = keep
+        setattr(holder, attr, keep)
     return [(r["best"], r["chosen"]) for r in res]
 
 
@@ -303,17 +305,6 @@ COLS = [
 ]
 
 
-def scored_before(old, gen, items):
-    """scored_best for the before module, whose threshold is its module constant MIN_SCORE."""
-    keep = old.MIN_SCORE
-    old.MIN_SCORE = -1.0
-    try:
-        res = run_selection(gen, items)
-    finally:
-        old.MIN_SCORE = keep
-    return [(r["best"], r["chosen"]) for r in res]
-
-
 def set_name(path: str) -> str:
     data = json.loads(Path(path).read_text())
     return f"{data.get('source', 'scifact')} {data['split']}"
@@ -358,7 +349,7 @@ def tune(args) -> dict:
         old = before_module(args.before_rev)
         gen = old.ExtractiveGenerator(cached, bm25)
         for name, (ans, una) in sets.items():
-            a, u = scored_before(old, gen, ans), scored_before(old, gen, una)
+            a, u = scored_best(gen, ans, old, "MIN_SCORE"), scored_best(gen, una, old, "MIN_SCORE")
             for t in (-1.0, *THRESHOLDS):
                 rows.append(
                     {
@@ -405,7 +396,7 @@ def report(args) -> dict:
                     a, u = scored_best(gen, ans), scored_best(gen, una)
                     ts = sorted({thr, -1.0, *THRESHOLDS})
                 else:
-                    a, u = scored_before(old, gen, ans), scored_before(old, gen, una)
+                    a, u = scored_best(gen, ans, old, "MIN_SCORE"), scored_best(gen, una, old, "MIN_SCORE")
                     ts = [-1.0, thr]
                 for t in ts:
                     row = {"set": set_, "generator": name, "coverage_weight": w, **summarize(ans, a, u, t)}
